@@ -1,0 +1,175 @@
+//! The AMQP connection, its channels, and the classification of broker errors.
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{FieldTable, LongString};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
+use thiserror::Error;
+
+use super::{Incoming, Publisher, Topology};
+
+/// Why a broker operation failed.
+#[derive(Debug, Error)]
+pub enum AmqpError {
+    /// Connection or channel lost, broker restarting: worth retrying after reconnecting.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker did not confirm a publish: retry.
+    #[error("publish not confirmed: {0}")]
+    NotConfirmed(String),
+    /// The broker refused: wrong credentials, a queue declared with other
+    /// arguments, a name too long. Retrying will not help; configuration must change.
+    #[error("broker refused: {0}")]
+    Refused(String),
+}
+
+impl AmqpError {
+    /// True when the operation may succeed later or after a reconnect.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Refused(_))
+    }
+}
+
+impl From<lapin::Error> for AmqpError {
+    fn from(error: lapin::Error) -> Self {
+        match error.kind() {
+            ErrorKind::ProtocolError(e)
+                if matches!(
+                    e.kind(),
+                    AMQPErrorKind::Soft(
+                        AMQPSoftError::ACCESSREFUSED
+                            | AMQPSoftError::PRECONDITIONFAILED
+                            | AMQPSoftError::NOTFOUND
+                    )
+                ) =>
+            {
+                Self::Refused(error.to_string())
+            }
+            _ => Self::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// One connection to the broker, named so the management UI shows who it is.
+#[derive(Debug)]
+pub struct Broker {
+    connection: Connection,
+    name: String,
+}
+
+impl Broker {
+    /// Connects to `url`, naming the connection `name`.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let connection = Connection::connect(url, properties).await?;
+        Ok(Self {
+            connection,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Declares the exchange, queues and bindings (idempotent).
+    pub async fn declare(&self, topology: &Topology) -> Result<(), AmqpError> {
+        let channel = self.connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        channel.close(200, "topology declared".into()).await?;
+        Ok(())
+    }
+
+    /// A fresh channel in confirm mode.
+    pub async fn publisher(&self) -> Result<Publisher, AmqpError> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher::new(channel, &self.name))
+    }
+
+    /// Starts consuming `queue` on a fresh channel with at most `prefetch`
+    /// unacknowledged deliveries.
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<Deliveries, AmqpError> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Deliveries { channel, consumer })
+    }
+
+    /// Declares a server-named, exclusive queue for a client waiting for replies,
+    /// bound to `(exchange, routing_key)` when given. Returns its name.
+    pub async fn reply_queue(&self, binding: Option<(&str, &str)>) -> Result<String, AmqpError> {
+        let channel = self.connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        if let Some((exchange, routing_key)) = binding {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    exchange.into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(queue.name().as_str().to_owned())
+    }
+
+    /// True while the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Closes the connection; unacknowledged deliveries go back to their queues.
+    pub async fn close(&self) {
+        if self.is_connected() {
+            let _ = self.connection.close(200, "shutting down".into()).await;
+        }
+    }
+}
+
+/// The deliveries of one consumer.
+#[derive(Debug)]
+pub struct Deliveries {
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl Deliveries {
+    /// The next delivery; `None` when the consumer was cancelled or its channel closed.
+    pub async fn next(&mut self) -> Option<Result<Incoming, AmqpError>> {
+        let delivery = self.consumer.next().await?;
+        Some(delivery.map(Incoming::new).map_err(AmqpError::from))
+    }
+
+    /// Asks the broker to stop sending deliveries; those already received can
+    /// still be acknowledged.
+    pub async fn cancel(&self) -> Result<(), AmqpError> {
+        self.channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! One delivery from the work queue, with what the worker needs to know about it.
+
+use lapin::Acker;
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
+
+use super::AmqpError;
+
+/// A delivery. It must end acknowledged, or the broker redelivers it.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The message body, unparsed.
+    pub body: Vec<u8>,
+    /// The exchange it was published to.
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Whether the broker delivered it before (to us or another consumer).
+    pub redelivered: bool,
+    /// AMQP message_id.
+    pub message_id: Option<String>,
+    /// AMQP correlation_id.
+    pub correlation_id: Option<String>,
+    /// AMQP reply_to.
+    pub reply_to: Option<String>,
+    pub(super) properties: BasicProperties,
+    acker: Acker,
+}
+
+impl Incoming {
+    pub(super) fn new(delivery: Delivery) -> Self {
+        let text = |s: &Option<lapin::types::ShortString>| {
+            s.as_ref()
+                .map(|s| s.as_str().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        Self {
+            message_id: text(delivery.properties.message_id()),
+            correlation_id: text(delivery.properties.correlation_id()),
+            reply_to: text(delivery.properties.reply_to()),
+            exchange: delivery.exchange.as_str().to_owned(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+            redelivered: delivery.redelivered,
+            body: delivery.data,
+            properties: delivery.properties,
+            acker: delivery.acker,
+        }
+    }
+
+    /// How many times a quorum queue delivered this message before (its
+    /// `x-delivery-count` header), 0 for a first delivery.
+    pub fn delivery_count(&self) -> u64 {
+        let headers = self.properties.headers().as_ref();
+        match headers.and_then(|h| h.inner().get("x-delivery-count")) {
+            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(AMQPValue::LongUInt(n)) => (*n).into(),
+            _ => 0,
+        }
+    }
+
+    /// Acknowledges the delivery.
+    ///
+    /// Fails when the channel it came on is gone: the broker will then redeliver
+    /// the message, and idempotency answers it again with the same id.
+    pub async fn ack(&self) -> Result<(), AmqpError> {
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AmqpError::Unavailable(
+                "channel closed before the ack; the broker will redeliver".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the delivery back to the broker for another attempt.
+    pub async fn requeue(&self) -> Result<(), AmqpError> {
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        match self.acker.nack(options).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Command line and environment, parsed by clap and turned into plain settings.
+//!
+//! Every option has an environment variable (see README and `.env.example`), so
+//! the defaults reach `docker compose up` on localhost and a deployment sets only
+//! what differs.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::amqp::Topology;
+use crate::protocol::Limits;
+use crate::store::StoreSettings;
+use crate::worker::{RetryPolicy, WorkerSettings};
+
+/// Default broker: the docker-compose RabbitMQ.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Takes GDPR data-subject requests from RabbitMQ, records them and answers each
+/// with a request id.
+#[derive(Debug, Parser)]
+#[command(
+    name = "privacy-worker",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker in the foreground until SIGTERM or SIGINT (the default).
+    Run(RunArgs),
+    /// Publish a sample GetDataPrivacyStatusRequest and print the reply.
+    Send(SendArgs),
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// AMQP URL of RabbitMQ.
+    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+    /// Topic exchange requests arrive on and replies leave by.
+    #[arg(long, env = "LCM_EXCHANGE", default_value = "lcm")]
+    pub exchange: String,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// `sqlite://file.db` (created when missing) or `postgres://user:pass@host/db`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://privacy-worker.db"
+    )]
+    pub database_url: String,
+    /// PostgreSQL connection pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Work queue (a quorum queue).
+    #[arg(long, env = "PRIVACY_QUEUE", default_value = "lcm.privacy.requests")]
+    pub queue: String,
+    /// Queue where invalid messages are parked.
+    #[arg(
+        long,
+        env = "PRIVACY_INVALID_QUEUE",
+        default_value = "lcm.privacy.invalid"
+    )]
+    pub invalid_queue: String,
+    /// Queue where messages go after all retries for infrastructure failures.
+    #[arg(long, env = "PRIVACY_DEAD_QUEUE", default_value = "lcm.privacy.dead")]
+    pub dead_queue: String,
+    /// Routing keys bound to the work queue, comma-separated.
+    #[arg(long, env = "PRIVACY_BINDINGS", value_delimiter = ',',
+          default_values_t = Topology::default_bindings())]
+    pub bindings: Vec<String>,
+    /// Unacknowledged deliveries in flight at once (AMQP prefetch).
+    #[arg(long, env = "PRIVACY_PREFETCH", default_value_t = 256)]
+    pub prefetch: u16,
+    /// Larger bodies are refused unread.
+    #[arg(long, env = "PRIVACY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Redeliveries after which the broker dead-letters a message by itself.
+    #[arg(long, env = "PRIVACY_DELIVERY_LIMIT", default_value_t = 20)]
+    pub delivery_limit: u32,
+    /// Attempts for a transient failure before the message is parked as dead.
+    #[arg(long, env = "PRIVACY_RETRY_ATTEMPTS", default_value_t = 5)]
+    pub retry_attempts: u32,
+    /// Seconds to finish in-flight messages after SIGTERM.
+    #[arg(long, env = "PRIVACY_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
+    /// Connection name shown in the RabbitMQ management UI.
+    #[arg(
+        long,
+        env = "PRIVACY_CONNECTION_NAME",
+        default_value = "privacy-worker"
+    )]
+    pub connection_name: String,
+    /// The `source` of replies.
+    #[arg(long, env = "PRIVACY_REPLY_SOURCE", default_value = "privacy-worker")]
+    pub reply_source: String,
+    /// Tenant that LCM requests belong to.
+    #[arg(long, env = "LCM_TENANT", default_value = "default")]
+    pub tenant: String,
+}
+
+impl RunArgs {
+    /// The worker's settings.
+    pub fn settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            amqp_url: self.broker.amqp_url.clone(),
+            connection_name: self.connection_name.clone(),
+            topology: Topology {
+                exchange: self.broker.exchange.clone(),
+                work_queue: self.queue.clone(),
+                invalid_queue: self.invalid_queue.clone(),
+                dead_queue: self.dead_queue.clone(),
+                bindings: self.bindings.clone(),
+                delivery_limit: self.delivery_limit,
+            },
+            store: StoreSettings {
+                url: self.database_url.clone(),
+                max_connections: self.db_max_connections,
+                acquire_timeout: Duration::from_secs(5),
+            },
+            prefetch: self.prefetch.max(1),
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+            },
+            retry: RetryPolicy {
+                attempts: self.retry_attempts.max(1),
+                ..RetryPolicy::default()
+            },
+            drain_timeout: Duration::from_secs(self.drain_secs),
+            reply_source: self.reply_source.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+}
+
+/// Options of `send`.
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Which sample to send: the seed's sample (`message`, `WebService`, `callid`)
+    /// or the documentation table's form (`data`, `Webservice`, `CallId`).
+    #[arg(long, value_enum, default_value_t = SampleForm::Sample)]
+    pub form: SampleForm,
+    /// Send this file's envelope instead of a built-in sample.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Routing key to publish with.
+    #[arg(long, default_value = "LCM.WebService.GetDataPrivacyStatusRequest")]
+    pub routing_key: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+/// Built-in sample requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SampleForm {
+    /// The seed document's sample request, verbatim.
+    Sample,
+    /// The documentation table's spelling.
+    Table,
+}

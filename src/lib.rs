@@ -1,0 +1,21 @@
+//! privacy-worker: takes GDPR data-subject requests from a RabbitMQ bus, records them
+//! durably and answers each with a request id.
+//!
+//! Code map (see ARCHITECTURE.md for the invariants):
+//! - [`config`]: command line and environment, turned into plain settings.
+//! - [`telemetry`]: tracing set-up (text or JSON lines).
+//! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
+//! - [`store`]: the request store, SQLite or PostgreSQL; the only place that runs SQL.
+//! - [`amqp`]: the broker; the only place that knows lapin.
+//! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
+//! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
+//! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
+
+pub mod amqp;
+pub mod config;
+pub mod intake;
+pub mod protocol;
+pub mod send;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

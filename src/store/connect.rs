@@ -1,0 +1,60 @@
+//! Opening the store named by DATABASE_URL and bringing its schema up to date.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Pools, Store, StoreError};
+
+/// How to reach the store.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `sqlite://path.db` (created when missing) or `postgres://…`.
+    pub url: String,
+    /// PostgreSQL pool size. SQLite always uses one connection: it has one writer.
+    pub max_connections: u32,
+    /// How long an operation waits for a free connection before it fails as transient.
+    pub acquire_timeout: Duration,
+}
+
+impl Store {
+    /// Connects and applies the backend's migrations.
+    ///
+    /// A URL of an unknown scheme is a [`StoreError::Config`] (fatal); an unreachable
+    /// database is [`StoreError::Unavailable`] (the caller may retry).
+    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let url = settings.url.as_str();
+        let pools = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a committed request survives power loss, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Pools::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections.max(1))
+                .acquire_timeout(settings.acquire_timeout)
+                .connect(url)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Pools::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(
+                "DATABASE_URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        Ok(Self { pools })
+    }
+}

@@ -1,0 +1,111 @@
+//! Store failures, classified once: the worker retries [`StoreError::Unavailable`]
+//! and nothing else.
+//!
+//! Messages carry database error texts, which name constraints and columns but not
+//! values (PostgreSQL keeps values in the error's detail, which is never read here).
+
+use thiserror::Error;
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Unreachable, busy, locked, read-only or shutting down: worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the operation for a reason retrying will not fix.
+    #[error("database refused the operation: {0}")]
+    Rejected(String),
+    /// The DATABASE_URL or store settings cannot work.
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// The schema could not be brought up to date.
+    #[error("migrations failed: {0}")]
+    Migration(String),
+}
+
+impl StoreError {
+    /// True when the same operation may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "try again": connection exceptions (08),
+/// serialization failure and deadlock (40001, 40P01), insufficient resources (53),
+/// lock not available (55P03), shutdown and start-up (57P01..57P03).
+fn postgres_transient(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+        )
+}
+
+/// SQLite result codes (primary code in the low byte) that mean "try again":
+/// BUSY (5), LOCKED (6), IOERR (10), FULL (13), CANTOPEN (14), READONLY (8).
+fn sqlite_transient(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &error {
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => Self::Unavailable(error.to_string()),
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let text = format!("{} (code {code})", db.message());
+                if postgres_transient(&code) || sqlite_transient(&code) {
+                    Self::Unavailable(text)
+                } else {
+                    Self::Rejected(text)
+                }
+            }
+            E::Configuration(_) => Self::Config(error.to_string()),
+            E::Migrate(_) => Self::Migration(error.to_string()),
+            _ => Self::Rejected(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::Execute(e) => match Self::from(e) {
+                Self::Unavailable(m) => Self::Unavailable(m),
+                other => Self::Migration(other.to_string()),
+            },
+            other => Self::Migration(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_and_locked_sqlite_codes_are_transient_and_constraints_are_not() {
+        assert!(sqlite_transient("5"));
+        assert!(sqlite_transient("517")); // SQLITE_BUSY_SNAPSHOT
+        assert!(sqlite_transient("6"));
+        assert!(!sqlite_transient("2067")); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(!sqlite_transient("1"));
+    }
+
+    #[test]
+    fn connection_and_shutdown_postgres_codes_are_transient() {
+        assert!(postgres_transient("08006"));
+        assert!(postgres_transient("57P01"));
+        assert!(postgres_transient("40001"));
+        assert!(!postgres_transient("23505"));
+        assert!(!postgres_transient("42P01"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The request store: one interface, two backends (SQLite embedded, PostgreSQL in
+//! production), each with its own migrations, applied at start.
+//!
+//! This is the only module that runs SQL. Both backends run the same SQL text (sqlx
+//! accepts `$1` placeholders for SQLite too); [`on_pool!`] expands a body once per
+//! backend so the statements are written once. Every write that answers a message
+//! happens in one transaction with the reply it produces, so a reply is never sent
+//! for a request that was not recorded.
+
+mod connect;
+mod error;
+mod lcm;
+mod queries;
+
+use sqlx::{PgPool, SqlitePool};
+
+pub use connect::StoreSettings;
+pub use error::StoreError;
+pub use lcm::{NewLcmRequest, Recorded};
+pub use queries::{RequestEvent, RequestSummary};
+
+/// The request store. Cheap to clone: it holds a connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+#[derive(Debug, Clone)]
+enum Pools {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once
+/// per backend, so the same SQL and code serve both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pools {
+            $crate::store::Pools::Sqlite($pool) => $body,
+            $crate::store::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl Store {
+    /// Which backend this store uses: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite(_) => "sqlite",
+            Pools::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}

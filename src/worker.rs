@@ -1,0 +1,210 @@
+//! The consume loop: connect, declare, pipeline deliveries, reconnect, drain.
+//!
+//! Deliveries are handled concurrently, up to the prefetch count, each in its own
+//! task, so throughput is not bound by one database round trip plus one publisher
+//! confirm per message. Losing the broker ends the session; the loop reconnects
+//! with exponential backoff and carries on (unacknowledged deliveries come back
+//! and idempotency absorbs them). A shutdown signal stops consuming, lets in-flight
+//! deliveries finish within the drain deadline, and closes cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use thiserror::Error;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::amqp::{AmqpError, Broker, Topology};
+use crate::intake::{Intake, Outcome};
+use crate::protocol::Limits;
+use crate::store::{Store, StoreError, StoreSettings};
+
+/// Everything the worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// AMQP URL.
+    pub amqp_url: String,
+    /// Connection name shown in the management UI.
+    pub connection_name: String,
+    /// Names to declare and use.
+    pub topology: Topology,
+    /// The request store.
+    pub store: StoreSettings,
+    /// Deliveries in flight at once.
+    pub prefetch: u16,
+    /// Body limits.
+    pub limits: Limits,
+    /// Retries of transient failures per delivery.
+    pub retry: RetryPolicy,
+    /// Time allowed to finish in-flight deliveries on shutdown.
+    pub drain_timeout: Duration,
+    /// `source` of replies.
+    pub reply_source: String,
+    /// Tenant of LCM requests.
+    pub tenant: String,
+}
+
+/// Exponential backoff with jitter for transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// First delay.
+    pub min_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A failure that stops the worker: configuration that cannot work.
+#[derive(Debug, Error)]
+pub enum FatalError {
+    /// The store cannot be used as configured.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The broker refuses us as configured.
+    #[error(transparent)]
+    Broker(AmqpError),
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+/// Runs until `shutdown` resolves. Returns an error only for fatal configuration
+/// problems; unreachable services are waited for.
+pub async fn run(
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), FatalError> {
+    let settings = Arc::new(settings);
+    tokio::pin!(shutdown);
+    let mut delays = reconnect_backoff();
+
+    let store = loop {
+        match Store::connect(&settings.store).await {
+            Ok(store) => break store,
+            Err(e) if e.is_transient() => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                warn!(error = %e, ?delay, "database unreachable, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+            Err(e) => return Err(FatalError::Store(e)),
+        }
+    };
+    info!(backend = store.backend(), "store ready");
+
+    delays = reconnect_backoff();
+    loop {
+        match session(&settings, &store, &mut shutdown, &mut delays).await {
+            Ok(SessionEnd::Shutdown) => break,
+            Ok(SessionEnd::Lost(reason)) => warn!(reason, "broker session lost"),
+            Err(e) if e.is_transient() => warn!(error = %e, "broker unavailable"),
+            Err(e) => {
+                store.close().await;
+                return Err(FatalError::Broker(e));
+            }
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(30));
+        info!(?delay, "reconnecting to the broker");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => break,
+        }
+    }
+    store.close().await;
+    info!("worker stopped");
+    Ok(())
+}
+
+fn reconnect_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// One broker connection's life.
+async fn session(
+    settings: &Arc<WorkerSettings>,
+    store: &Store,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    delays: &mut ExponentialBackoff,
+) -> Result<SessionEnd, AmqpError> {
+    let broker = Broker::connect(&settings.amqp_url, &settings.connection_name).await?;
+    broker.declare(&settings.topology).await?;
+    let publisher = broker.publisher().await?;
+    let mut deliveries = broker
+        .consume(&settings.topology.work_queue, settings.prefetch)
+        .await?;
+    *delays = reconnect_backoff();
+    info!(
+        queue = %settings.topology.work_queue,
+        prefetch = settings.prefetch,
+        "consuming"
+    );
+
+    let intake = Intake::new(store.clone(), publisher, settings.clone());
+    let mut in_flight = JoinSet::new();
+    let end = loop {
+        tokio::select! {
+            () = &mut *shutdown => break SessionEnd::Shutdown,
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(incoming)) => {
+                    let intake = intake.clone();
+                    in_flight.spawn(async move { intake.handle(incoming).await });
+                }
+                Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
+                None => break SessionEnd::Lost("consumer cancelled or channel closed".into()),
+            },
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(Outcome::Unacknowledged) = done {
+                    // The channel is failing; reconnect rather than keep taking deliveries.
+                    if !broker.is_connected() {
+                        break SessionEnd::Lost("connection closed".into());
+                    }
+                }
+                if let Err(e) = done {
+                    error!(error = %e, "delivery task panicked; the broker will redeliver");
+                }
+            }
+        }
+    };
+
+    if let SessionEnd::Shutdown = end {
+        info!(in_flight = in_flight.len(), "draining");
+        if let Err(e) = deliveries.cancel().await {
+            warn!(error = %e, "could not cancel the consumer");
+        }
+    }
+    let drained = tokio::time::timeout(settings.drain_timeout, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            abandoned = in_flight.len(),
+            "drain deadline passed; unfinished deliveries go back to the queue"
+        );
+        in_flight.abort_all();
+    }
+    broker.close().await;
+    Ok(end)
+}
