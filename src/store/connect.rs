@@ -1,5 +1,8 @@
 //! Opening the store named by DATABASE_URL and bringing its schema up to date.
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,12 +38,17 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
+            let lock_path = options.get_filename().with_extension("migrate-lock");
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
                 .await?;
+            // sqlx takes no lock around SQLite migrations, and two processes (or
+            // pools) migrating one file at once can wedge; a file lock serialises them.
+            let lock = lock_file(lock_path).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            drop(lock);
             Pools::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -57,4 +65,22 @@ impl Store {
         };
         Ok(Self { pools })
     }
+}
+
+/// Opens `path` and takes an exclusive advisory lock on it, waiting as long as
+/// another holder keeps it; released when the returned file is dropped.
+async fn lock_file(path: PathBuf) -> Result<File, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("migration lock task failed: {e}")))?
+    .map_err(|e| StoreError::Config(format!("cannot lock the SQLite migration lock file: {e}")))
 }

@@ -1,0 +1,519 @@
+//! Test harness: each test gets its own exchange, queues and database, a worker
+//! running in-process against the real RabbitMQ and PostgreSQL/SQLite, and a bus
+//! client to publish requests and read replies.
+//!
+//! A missing broker or database fails the test with a message saying what to
+//! start; nothing is skipped.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use privacy_worker::amqp::{Broker, Topology};
+use privacy_worker::protocol::Limits;
+use privacy_worker::store::{Store, StoreSettings};
+use privacy_worker::worker::{self, FatalError, RetryPolicy, WorkerSettings};
+use serde_json::Value;
+use sqlx::Connection as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The seed's sample request, verbatim.
+pub const SAMPLE_REQUEST: &str = include_str!("../../schemas/examples/lcm-sample-request.json");
+/// The documentation table's form.
+pub const TABLE_REQUEST: &str = include_str!("../../schemas/examples/lcm-table-request.json");
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of a test's own, removed at the end.
+pub enum TestDatabase {
+    /// Held so the directory lives as long as the test.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(String),
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> (Self, String) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("requests.db").display());
+                (Self::Sqlite(dir), url)
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("pw_test_{}", Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is not reachable at {admin} ({e}); start it (see README) or set TEST_POSTGRES_URL")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').expect("URL has a database path").0;
+                (Self::Postgres(name.clone()), format!("{base}/{name}"))
+            }
+        }
+    }
+
+    pub async fn drop_database(self) {
+        if let Self::Postgres(name) = self {
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .expect("admin connection");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+        }
+    }
+}
+
+/// Worker logs go to the test's captured output, shown when a test fails.
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Unique names so tests run in parallel on one broker.
+pub fn test_topology() -> Topology {
+    let id = Uuid::new_v4().simple().to_string();
+    let id = &id[..12];
+    Topology {
+        exchange: format!("test.{id}.lcm"),
+        work_queue: format!("test.{id}.requests"),
+        invalid_queue: format!("test.{id}.invalid"),
+        dead_queue: format!("test.{id}.dead"),
+        bindings: Topology::default_bindings(),
+        delivery_limit: 20,
+    }
+}
+
+pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettings {
+    WorkerSettings {
+        amqp_url: amqp_url(),
+        connection_name: format!("privacy-worker test {}", topology.work_queue),
+        topology,
+        store: StoreSettings {
+            url: database_url,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        prefetch: 64,
+        limits: Limits::default(),
+        retry: RetryPolicy::default(),
+        drain_timeout: Duration::from_secs(10),
+        reply_source: "privacy-worker".into(),
+        tenant: "default".into(),
+    }
+}
+
+/// A running worker and everything a test needs around it.
+pub struct TestApp {
+    pub settings: WorkerSettings,
+    pub bus: Bus,
+    pub store: Store,
+    database: Option<TestDatabase>,
+    shutdown: Option<oneshot::Sender<()>>,
+    worker: Option<JoinHandle<Result<(), FatalError>>>,
+}
+
+/// Starts a worker on fresh resources. The topology is declared first, so messages
+/// published right away wait in the queue for the worker.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    init_logs();
+    let (database, url) = TestDatabase::create(backend).await;
+    let settings = worker_settings(test_topology(), url);
+    let bus = Bus::connect().await;
+    bus.declare(&settings.topology).await;
+    let (tx, rx) = oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run(settings.clone(), async move {
+        let _ = rx.await;
+    }));
+    let store = Store::connect(&settings.store).await.expect("test store");
+    TestApp {
+        settings,
+        bus,
+        store,
+        database: Some(database),
+        shutdown: Some(tx),
+        worker: Some(worker),
+    }
+}
+
+impl TestApp {
+    pub fn topology(&self) -> &Topology {
+        &self.settings.topology
+    }
+
+    /// Publishes to the app's exchange.
+    pub async fn publish(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        self.bus
+            .publish(
+                &self.settings.topology.exchange,
+                routing_key,
+                body,
+                properties,
+            )
+            .await;
+    }
+
+    /// Listens on the app's exchange for replies to either topic spelling.
+    pub async fn replies(&self) -> Replies {
+        self.bus
+            .listen(
+                &self.settings.topology.exchange,
+                "*.*.SetDataPrivacyStatusResponse",
+            )
+            .await
+    }
+
+    /// Stops the worker as SIGTERM would, checks it stopped cleanly, and removes
+    /// the test's queues, exchange and database.
+    pub async fn stop(mut self) {
+        self.store.close().await;
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(worker) = self.worker.take() {
+            let result = tokio::time::timeout(Duration::from_secs(30), worker)
+                .await
+                .expect("worker stops within 30 s")
+                .expect("worker task did not panic");
+            result.expect("worker stopped without error");
+        }
+        self.bus.delete(&self.settings.topology).await;
+        if let Some(database) = self.database.take() {
+            database.drop_database().await;
+        }
+    }
+}
+
+/// A reply as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub routing_key: String,
+    pub correlation_id: Option<String>,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `message.response` of a success reply.
+    pub fn response(&self) -> Option<&str> {
+        self.body["message"]["response"].as_str()
+    }
+}
+
+/// Replies arriving on a private queue.
+pub struct Replies {
+    consumer: lapin::Consumer,
+}
+
+impl Replies {
+    /// The next `n` replies, failing the test if they do not come within `timeout`.
+    pub async fn take(&mut self, n: usize, timeout: Duration) -> Vec<Reply> {
+        let mut replies = Vec::with_capacity(n);
+        let collect = async {
+            while replies.len() < n {
+                let delivery = self
+                    .consumer
+                    .next()
+                    .await
+                    .expect("reply consumer open")
+                    .expect("reply delivery");
+                replies.push(Reply {
+                    routing_key: delivery.routing_key.to_string(),
+                    correlation_id: delivery
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .map(|c| c.to_string()),
+                    body: serde_json::from_slice(&delivery.data).expect("reply is JSON"),
+                });
+            }
+        };
+        if tokio::time::timeout(timeout, collect).await.is_err() {
+            panic!(
+                "expected {n} replies within {timeout:?}, got {}",
+                replies.len()
+            );
+        }
+        replies
+    }
+
+    /// Asserts nothing more arrives within `wait`.
+    pub async fn assert_quiet(&mut self, wait: Duration) {
+        if let Ok(Some(extra)) = tokio::time::timeout(wait, self.consumer.next()).await {
+            panic!("unexpected extra reply: {:?}", extra.map(|d| d.data));
+        }
+    }
+}
+
+/// A plain AMQP client, as another service on the bus would use.
+pub struct Bus {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Bus {
+    pub async fn connect() -> Self {
+        let url = amqp_url();
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("RabbitMQ is not reachable at {url} ({e}); start it (see README) or set AMQP_URL")
+            });
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        Self {
+            connection,
+            channel,
+        }
+    }
+
+    pub async fn declare(&self, topology: &Topology) {
+        let broker = Broker::connect(&amqp_url(), "privacy-worker test setup")
+            .await
+            .expect("broker");
+        broker.declare(topology).await.expect("declare topology");
+        broker.close().await;
+    }
+
+    /// Publishes with publisher confirms.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        assert!(confirm.await.expect("confirm").is_ack(), "publish nacked");
+    }
+
+    /// Publishes without waiting for each confirm; call `wait_for_confirms` after.
+    pub async fn publish_pipelined(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+    }
+
+    pub async fn wait_for_confirms(&self) {
+        self.channel
+            .wait_for_confirms()
+            .await
+            .expect("all publishes confirmed");
+    }
+
+    /// A private queue bound to `binding` on `exchange`, consumed without acks.
+    pub async fn listen(&self, exchange: &str, binding: &str) -> Replies {
+        let queue = self.private_queue().await;
+        self.channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                binding.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind reply queue");
+        self.consume(&queue).await
+    }
+
+    /// A server-named exclusive queue.
+    pub async fn private_queue(&self) -> String {
+        let queue = self
+            .channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare private queue");
+        queue.name().to_string()
+    }
+
+    /// Consumes `queue` without acks.
+    pub async fn consume(&self, queue: &str) -> Replies {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        Replies { consumer }
+    }
+
+    /// Ready messages in `queue`.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = channel.close(200, "done".into()).await;
+        declared.message_count()
+    }
+
+    /// Takes one message from `queue`: its body and headers (string values).
+    pub async fn get(&self, queue: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {
+        let message = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")?;
+        let mut headers = HashMap::new();
+        if let Some(table) = message.delivery.properties.headers() {
+            for (key, value) in table.inner() {
+                let text = match value {
+                    AMQPValue::LongString(s) => s.to_string(),
+                    AMQPValue::ShortString(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                };
+                headers.insert(key.to_string(), text);
+            }
+        }
+        Some((message.delivery.data, headers))
+    }
+
+    /// Removes a test's queues and exchange.
+    pub async fn delete(&self, topology: &Topology) {
+        for queue in [
+            &topology.work_queue,
+            &topology.invalid_queue,
+            &topology.dead_queue,
+        ] {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = self
+            .channel
+            .exchange_delete(
+                topology.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// Properties with a message id and correlation id.
+pub fn properties(message_id: Option<&str>, correlation_id: Option<&str>) -> BasicProperties {
+    let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    if let Some(id) = message_id {
+        properties = properties.with_message_id(id.into());
+    }
+    if let Some(id) = correlation_id {
+        properties = properties.with_correlation_id(id.into());
+    }
+    properties
+}
+
+/// The sample request with its payload fields replaced.
+pub fn sample_with(changes: &[(&str, Value)]) -> Vec<u8> {
+    let mut envelope: Value = serde_json::from_str(SAMPLE_REQUEST).expect("sample is JSON");
+    for (field, value) in changes {
+        envelope["message"][*field] = value.clone();
+    }
+    serde_json::to_vec(&envelope).expect("serialise")
+}
+
+/// Runs an async test body on SQLite and on PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

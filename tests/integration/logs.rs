@@ -1,0 +1,135 @@
+//! The real binary, run with debug logging, must not write the personal data of
+//! the requests it handles; and it must exit 0 on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use crate::helpers::{Bus, amqp_url, properties, sample_with, test_topology};
+
+const NAME: &str = "Zelda Quixotic-Pemberton";
+const PHONE: &str = "+44 20 7946 0958";
+const OTHER_PHONE: &str = "4152347199";
+const EMAIL: &str = "zelda.q.pemberton@example.org";
+const COMMENT: &str = "Caller mentioned her daughter Ophelia";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_never_contain_personal_data_and_sigterm_exits_zero() {
+    let topology = test_topology();
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::connect().await;
+    bus.declare(&topology).await;
+    let mut replies = bus
+        .listen(&topology.exchange, "*.*.SetDataPrivacyStatusResponse")
+        .await;
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
+        .arg("run")
+        .env("AMQP_URL", amqp_url())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("r.db").display()),
+        )
+        .env("LCM_EXCHANGE", &topology.exchange)
+        .env("PRIVACY_QUEUE", &topology.work_queue)
+        .env("PRIVACY_INVALID_QUEUE", &topology.invalid_queue)
+        .env("PRIVACY_DEAD_QUEUE", &topology.dead_queue)
+        .env("PRIVACY_BINDINGS", topology.bindings.join(","))
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    // Read both pipes while the worker runs, so a full pipe never blocks it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = tokio::spawn(async move {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.map(|_| text)
+    });
+    let err = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.map(|_| text)
+    });
+
+    let personal = [
+        ("CustomerName", json!(NAME)),
+        ("PhoneNumber", json!(PHONE)),
+        ("OtherPhoneNumber", json!(OTHER_PHONE)),
+        ("EmailID", json!(EMAIL)),
+        ("AgentComments", json!(COMMENT)),
+    ];
+    for i in 0..3 {
+        let mut changes = personal.to_vec();
+        changes.push(("callid", json!(format!("log-call-{i}"))));
+        let body = sample_with(&changes);
+        bus.publish(
+            &topology.exchange,
+            "LCM.WebService.GetDataPrivacyStatusRequest",
+            &body,
+            properties(Some(&format!("log-{i}")), None),
+        )
+        .await;
+    }
+    // Invalid, with the same personal data in the fields at fault and beside them.
+    let mut changes = personal.to_vec();
+    changes.push(("EmailID", json!(format!("{NAME} <{EMAIL}>"))));
+    changes.push(("PhoneNumber", json!(format!("{PHONE} ext. 12"))));
+    let invalid = sample_with(&changes);
+    bus.publish(
+        &topology.exchange,
+        "LCM.WebService.GetDataPrivacyStatusRequest",
+        &invalid,
+        properties(Some("log-invalid"), None),
+    )
+    .await;
+    let got = replies.take(4, Duration::from_secs(60)).await;
+    assert_eq!(got.iter().filter(|r| r.response().is_some()).count(), 3);
+
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the worker exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    let logs = format!(
+        "{}{}",
+        out.await.unwrap().unwrap(),
+        err.await.unwrap().unwrap()
+    );
+    assert_eq!(
+        logs.matches("request answered").count(),
+        3,
+        "one line per request:\n{logs}"
+    );
+    assert!(logs.contains("request refused and parked"));
+    assert!(logs.contains("DEBUG"), "debug logging was on");
+    let digits_only: String = PHONE.chars().filter(char::is_ascii_digit).collect();
+    for secret in [
+        NAME,
+        "Zelda",
+        "Pemberton",
+        PHONE,
+        &digits_only,
+        OTHER_PHONE,
+        EMAIL,
+        COMMENT,
+        "Ophelia",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "logs contain personal data {secret:?}"
+        );
+    }
+    bus.delete(&topology).await;
+}
