@@ -10,13 +10,15 @@
 //! redelivers it and step 2 returns the stored reply instead of a new id.
 //!
 //! Every failure is classified once ([`Failure`]): invalid input is answered and
-//! parked, never retried; transient failures are retried with backoff and, when
-//! attempts run out, parked in the dead queue; a broker failure leaves the delivery
-//! to be redelivered after the worker reconnects.
+//! parked, never retried; a transient store failure during an outage waits at the
+//! [`StoreGate`] without counting an attempt; a failure while the store answers
+//! (this message's problem) is retried with backoff and, when attempts run out,
+//! parked in the dead queue; a broker failure leaves the delivery to be
+//! redelivered after the worker reconnects.
 
 use std::sync::Arc;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
 use tracing::{info, warn};
@@ -27,6 +29,7 @@ use crate::protocol::{
     reply_body,
 };
 use crate::store::{NewLcmRequest, Store, StoreError};
+use crate::store_gate::StoreGate;
 use crate::worker::WorkerSettings;
 
 /// A failure, classified once.
@@ -61,6 +64,19 @@ impl From<AmqpError> for Failure {
     }
 }
 
+/// Why a delivery stopped being attempted.
+#[derive(Debug)]
+enum Exhausted {
+    /// The broker failed: leave the delivery unacknowledged.
+    Broker(AmqpError),
+    /// Every configured attempt failed.
+    Attempts {
+        failure: Failure,
+        attempts: u32,
+        first_failure: DateTime<Utc>,
+    },
+}
+
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -80,15 +96,22 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Intake {
     store: Store,
+    gate: StoreGate,
     publisher: Publisher,
     settings: Arc<WorkerSettings>,
 }
 
 impl Intake {
     /// An intake over a store and a confirm-mode publisher.
-    pub fn new(store: Store, publisher: Publisher, settings: Arc<WorkerSettings>) -> Self {
+    pub fn new(
+        store: Store,
+        gate: StoreGate,
+        publisher: Publisher,
+        settings: Arc<WorkerSettings>,
+    ) -> Self {
         Self {
             store,
+            gate,
             publisher,
             settings,
         }
@@ -102,30 +125,17 @@ impl Intake {
             .or(incoming.message_id.as_deref())
             .unwrap_or("")
             .to_owned();
-        let first_failure = Utc::now();
-        let mut attempts = 1u32;
-        let retry = &self.settings.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(retry.min_delay)
-            .with_max_delay(retry.max_delay)
-            .with_max_times(retry.attempts.saturating_sub(1) as usize)
-            .with_jitter();
-        let result = (|| self.process(&incoming))
-            .retry(backoff)
-            .when(|failure| matches!(failure, Failure::Transient(_)))
-            .notify(|failure, delay| {
-                attempts += 1;
-                warn!(%correlation_id, error = %describe(failure), ?delay, "transient failure, retrying");
-            })
-            .await;
-
-        let outcome = match result {
+        let outcome = match self.attempt_until_done(&incoming, &correlation_id).await {
             Ok(outcome) => outcome,
-            Err(Failure::Broker(error)) => {
+            Err(Exhausted::Broker(error)) => {
                 warn!(%correlation_id, %error, "broker failure; leaving the delivery to be redelivered");
                 return Outcome::Unacknowledged;
             }
-            Err(failure) => {
+            Err(Exhausted::Attempts {
+                failure,
+                attempts,
+                first_failure,
+            }) => {
                 let reason = match failure {
                     Failure::Transient(_) => "transient-failures-exhausted",
                     _ => "unexpected-error",
@@ -161,6 +171,48 @@ impl Intake {
             Outcome::Dead | Outcome::Unacknowledged => {}
         }
         outcome
+    }
+
+    /// Attempts the delivery until it succeeds, the broker fails, or the
+    /// configured attempts are spent. Attempts that fail while the store is down
+    /// for everyone are not counted: the delivery waits at the gate instead.
+    async fn attempt_until_done(
+        &self,
+        incoming: &Incoming,
+        correlation_id: &str,
+    ) -> Result<Outcome, Exhausted> {
+        let retry = &self.settings.retry;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(retry.min_delay)
+            .with_max_delay(retry.max_delay)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut attempts = 0;
+        let mut first_failure = None;
+        loop {
+            self.gate.wait_open().await;
+            let failure = match self.process(incoming).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(Failure::Broker(error)) => return Err(Exhausted::Broker(error)),
+                Err(failure) => failure,
+            };
+            let first = *first_failure.get_or_insert_with(Utc::now);
+            if matches!(failure, Failure::Transient(_)) && !self.gate.store_answers().await {
+                continue;
+            }
+            attempts += 1;
+            if attempts >= retry.attempts {
+                return Err(Exhausted::Attempts {
+                    failure,
+                    attempts,
+                    first_failure: first,
+                });
+            }
+            let delay = delays.next().unwrap_or(retry.max_delay);
+            warn!(%correlation_id, error = %describe(&failure), attempts, ?delay, "attempt failed, retrying");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// One attempt: parse, record, reply.

@@ -7,6 +7,7 @@
 //! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
 //! - [`store`]: the request store, SQLite or PostgreSQL; the only place that runs SQL.
 //! - [`amqp`]: the broker; the only place that knows lapin.
+//! - [`store_gate`]: holds deliveries while the database is down.
 //! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
 //! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
@@ -17,5 +18,6 @@ pub mod intake;
 pub mod protocol;
 pub mod send;
 pub mod store;
+pub mod store_gate;
 pub mod telemetry;
 pub mod worker;

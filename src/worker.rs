@@ -20,6 +20,7 @@ use crate::amqp::{AmqpError, Broker, Topology};
 use crate::intake::{Intake, Outcome};
 use crate::protocol::Limits;
 use crate::store::{Store, StoreError, StoreSettings};
+use crate::store_gate::StoreGate;
 
 /// Everything the worker needs to run.
 #[derive(Debug, Clone)]
@@ -108,10 +109,11 @@ pub async fn run(
         }
     };
     info!(backend = store.backend(), "store ready");
+    let gate = StoreGate::new(store.clone());
 
     delays = reconnect_backoff();
     loop {
-        match session(&settings, &store, &mut shutdown, &mut delays).await {
+        match session(&settings, &store, &gate, &mut shutdown, &mut delays).await {
             Ok(SessionEnd::Shutdown) => break,
             Ok(SessionEnd::Lost(reason)) => warn!(reason, "broker session lost"),
             Err(e) if e.is_transient() => warn!(error = %e, "broker unavailable"),
@@ -145,6 +147,7 @@ fn reconnect_backoff() -> ExponentialBackoff {
 async fn session(
     settings: &Arc<WorkerSettings>,
     store: &Store,
+    gate: &StoreGate,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
     delays: &mut ExponentialBackoff,
 ) -> Result<SessionEnd, AmqpError> {
@@ -161,7 +164,7 @@ async fn session(
         "consuming"
     );
 
-    let intake = Intake::new(store.clone(), publisher, settings.clone());
+    let intake = Intake::new(store.clone(), gate.clone(), publisher, settings.clone());
     let mut in_flight = JoinSet::new();
     let end = loop {
         tokio::select! {

@@ -38,15 +38,16 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            let lock_path = options.get_filename().with_extension("migrate-lock");
+            // Creating the file (switching it to WAL) and migrating it must not race
+            // another process or pool doing the same: the switch fails with "database
+            // is locked" and sqlx takes no lock around SQLite migrations. A file lock
+            // beside the database serialises them.
+            let lock = lock_file(options.get_filename().with_extension("migrate-lock")).await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
                 .await?;
-            // sqlx takes no lock around SQLite migrations, and two processes (or
-            // pools) migrating one file at once can wedge; a file lock serialises them.
-            let lock = lock_file(lock_path).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             drop(lock);
             Pools::Sqlite(pool)

@@ -63,3 +63,21 @@ impl Store {
         on_pool!(self, pool => Ok(sqlx::query_as(SQL).fetch_one(pool).await?))
     }
 }
+
+impl Store {
+    /// Whether the database can take a write now. SQLite takes and releases the
+    /// write lock (so a locked or read-only file fails); PostgreSQL makes a round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.pools {
+            super::Pools::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            }
+            super::Pools::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+}
