@@ -52,6 +52,43 @@ pub enum Command {
     Run(RunArgs),
     /// Publish a sample GetDataPrivacyStatusRequest and print the reply.
     Send(SendArgs),
+    /// Inspect or replay the messages parked in the dead queue.
+    Dlq(DlqArgs),
+}
+
+/// Options of `dlq`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The work queue replayed messages go back to.
+    #[arg(long, env = "PRIVACY_QUEUE", default_value = "lcm.privacy.requests")]
+    pub queue: String,
+    /// The dead queue.
+    #[arg(long, env = "PRIVACY_DEAD_QUEUE", default_value = "lcm.privacy.dead")]
+    pub dead_queue: String,
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What to do with the dead queue.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Show parked messages (ids, reason, attempts, last error; never bodies), leaving them parked.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move parked messages back to the work queue, oldest first.
+    Replay {
+        /// Move at most this many.
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
 }
 
 /// Where the broker is.

@@ -10,10 +10,12 @@
 //! - [`store_gate`]: holds deliveries while the database is down.
 //! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
 //! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
+//! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
 pub mod config;
+pub mod dlq;
 pub mod intake;
 pub mod protocol;
 pub mod send;

@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use privacy_worker::config::{Cli, Command};
-use privacy_worker::{send, telemetry, worker};
+use privacy_worker::amqp::Broker;
+use privacy_worker::config::{Cli, Command, DlqAction, DlqArgs};
+use privacy_worker::{dlq, send, telemetry, worker};
 use tracing::error;
 
 #[tokio::main]
@@ -23,6 +24,13 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Dlq(args)) => match dlq(&args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("privacy-worker dlq: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Run(args)) => run(args).await,
         None => run(cli.run).await,
     }
@@ -36,6 +44,42 @@ async fn run(args: privacy_worker::config::RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn dlq(args: &DlqArgs) -> anyhow::Result<()> {
+    let broker = Broker::connect(&args.broker.amqp_url, "privacy-worker dlq").await?;
+    match args.action {
+        DlqAction::List { limit, json } => {
+            let parked = dlq::list(&broker, &args.dead_queue, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&parked)?);
+            } else {
+                for p in &parked {
+                    println!(
+                        "message_id={} correlation_id={} routing_key={} reason={} attempts={} parked_at={} bytes={} last_error={:?}",
+                        p.message_id.as_deref().unwrap_or("-"),
+                        p.correlation_id.as_deref().unwrap_or("-"),
+                        p.original_routing_key.as_deref().unwrap_or("-"),
+                        p.reason.as_deref().unwrap_or("-"),
+                        p.attempts.as_deref().unwrap_or("-"),
+                        p.parked_at.as_deref().unwrap_or("-"),
+                        p.body_bytes,
+                        p.last_error.as_deref().unwrap_or(""),
+                    );
+                }
+                eprintln!("{} parked message(s) in {}", parked.len(), args.dead_queue);
+            }
+        }
+        DlqAction::Replay { limit } => {
+            let moved = dlq::replay(&broker, &args.dead_queue, &args.queue, limit).await?;
+            println!(
+                "replayed {moved} message(s) from {} to {}",
+                args.dead_queue, args.queue
+            );
+        }
+    }
+    broker.close().await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -2,8 +2,8 @@
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, LongString};
@@ -137,6 +137,16 @@ impl Broker {
         Ok(queue.name().as_str().to_owned())
     }
 
+    /// Reads `queue` one message at a time without acknowledging (`basic.get`), on
+    /// a channel of its own: messages not acknowledged go back to the queue when
+    /// the reader is closed.
+    pub async fn reader(&self, queue: &str) -> Result<QueueReader, AmqpError> {
+        Ok(QueueReader {
+            channel: self.connection.create_channel().await?,
+            queue: queue.to_owned(),
+        })
+    }
+
     /// True while the connection is up.
     pub fn is_connected(&self) -> bool {
         self.connection.status().connected()
@@ -171,5 +181,31 @@ impl Deliveries {
             .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
             .await?;
         Ok(())
+    }
+}
+
+/// Pulls messages from one queue; see [`Broker::reader`].
+#[derive(Debug)]
+pub struct QueueReader {
+    channel: Channel,
+    queue: String,
+}
+
+impl QueueReader {
+    /// The next message, or `None` when the queue has no ready message.
+    pub async fn next(&self) -> Result<Option<Incoming>, AmqpError> {
+        let message = self
+            .channel
+            .basic_get(
+                self.queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?;
+        Ok(message.map(|m| Incoming::new(m.delivery)))
+    }
+
+    /// Closes the channel: unacknowledged messages return to the queue.
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "done reading".into()).await;
     }
 }

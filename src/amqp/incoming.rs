@@ -61,6 +61,21 @@ impl Incoming {
         }
     }
 
+    /// A header's value as text (numbers shown in decimal), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let value = self.properties.headers().as_ref()?.inner().get(name)?;
+        Some(match value {
+            AMQPValue::LongString(s) => s.to_string(),
+            AMQPValue::ShortString(s) => s.to_string(),
+            AMQPValue::LongLongInt(n) => n.to_string(),
+            AMQPValue::LongInt(n) => n.to_string(),
+            AMQPValue::LongUInt(n) => n.to_string(),
+            AMQPValue::ShortInt(n) => n.to_string(),
+            AMQPValue::Boolean(b) => b.to_string(),
+            other => format!("{other:?}"),
+        })
+    }
+
     /// Acknowledges the delivery.
     ///
     /// Fails when the channel it came on is gone: the broker will then redeliver

@@ -10,7 +10,7 @@ mod incoming;
 mod publisher;
 mod topology;
 
-pub use broker::{AmqpError, Broker, Deliveries};
+pub use broker::{AmqpError, Broker, Deliveries, QueueReader};
 pub use incoming::Incoming;
 pub use publisher::{Outgoing, Publisher};
 pub use topology::Topology;

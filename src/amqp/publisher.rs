@@ -101,6 +101,26 @@ impl Publisher {
         self.send("", queue, &incoming.body, properties).await
     }
 
+    /// Moves a parked message back to `queue`: body and properties unchanged, the
+    /// parking headers (`x-privacy-*`) replaced by `x-privacy-replayed-at`.
+    pub async fn replay(&self, incoming: &Incoming, queue: &str) -> Result<(), AmqpError> {
+        let mut table = lapin::types::FieldTable::default();
+        if let Some(headers) = incoming.properties.headers() {
+            for (name, value) in headers.inner() {
+                if !name.as_str().starts_with("x-privacy-") {
+                    table.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        table.insert(
+            "x-privacy-replayed-at".into(),
+            AMQPValue::LongString(now.into()),
+        );
+        let properties = incoming.properties.clone().with_headers(table);
+        self.send("", queue, &incoming.body, properties).await
+    }
+
     async fn send(
         &self,
         exchange: &str,

@@ -62,7 +62,14 @@ impl From<sqlx::Error> for StoreError {
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 let text = format!("{} (code {code})", db.message());
-                if postgres_transient(&code) || sqlite_transient(&code) {
+                // The code spaces overlap (PostgreSQL's 22021 reads as SQLite's 5
+                // once masked), so ask which backend raised it.
+                let transient = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    sqlite_transient(&code)
+                } else {
+                    postgres_transient(&code)
+                };
+                if transient {
                     Self::Unavailable(text)
                 } else {
                     Self::Rejected(text)

@@ -151,29 +151,111 @@ pub struct TestApp {
 /// Starts a worker on fresh resources. The topology is declared first, so messages
 /// published right away wait in the queue for the worker.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with the worker's settings adjusted first (to go through a
+/// proxy, say).
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut WorkerSettings),
+) -> TestApp {
+    let mut app = test_env(backend).await;
+    let mut settings = app.settings.clone();
+    configure(&mut settings);
+    app.start_worker(settings);
+    app
+}
+
+/// Fresh resources (exchange, queues, migrated database) and no worker yet.
+pub async fn test_env(backend: Backend) -> TestApp {
     init_logs();
     let (database, url) = TestDatabase::create(backend).await;
     let settings = worker_settings(test_topology(), url);
     let bus = Bus::connect().await;
     bus.declare(&settings.topology).await;
-    let (tx, rx) = oneshot::channel::<()>();
-    let worker = tokio::spawn(worker::run(settings.clone(), async move {
-        let _ = rx.await;
-    }));
     let store = Store::connect(&settings.store).await.expect("test store");
     TestApp {
         settings,
         bus,
         store,
         database: Some(database),
-        shutdown: Some(tx),
-        worker: Some(worker),
+        shutdown: None,
+        worker: None,
     }
 }
 
 impl TestApp {
     pub fn topology(&self) -> &Topology {
         &self.settings.topology
+    }
+
+    /// Runs a worker in this process with `settings`.
+    pub fn start_worker(&mut self, settings: WorkerSettings) {
+        let (tx, rx) = oneshot::channel::<()>();
+        self.worker = Some(tokio::spawn(worker::run(settings, async move {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+    }
+
+    /// The environment that points a worker process at this app's resources.
+    pub fn worker_env(&self) -> Vec<(&'static str, String)> {
+        let t = self.topology();
+        vec![
+            ("AMQP_URL", self.settings.amqp_url.clone()),
+            ("DATABASE_URL", self.settings.store.url.clone()),
+            ("LCM_EXCHANGE", t.exchange.clone()),
+            ("PRIVACY_QUEUE", t.work_queue.clone()),
+            ("PRIVACY_INVALID_QUEUE", t.invalid_queue.clone()),
+            ("PRIVACY_DEAD_QUEUE", t.dead_queue.clone()),
+            ("PRIVACY_BINDINGS", t.bindings.join(",")),
+            ("PRIVACY_DELIVERY_LIMIT", t.delivery_limit.to_string()),
+        ]
+    }
+
+    /// Waits until every queue of the app is empty, then asserts it.
+    pub async fn assert_queues_drained(&self) {
+        let t = self.topology();
+        for queue in [&t.work_queue, &t.invalid_queue, &t.dead_queue] {
+            assert_eq!(
+                self.bus.depth_becomes(queue, 0).await,
+                0,
+                "{queue} is not empty"
+            );
+        }
+    }
+
+    /// Publishes `n` distinct valid requests (message ids `{prefix}-{i}`) without
+    /// waiting for each confirm, then waits for all confirms.
+    pub async fn publish_burst(&self, prefix: &str, n: usize) {
+        for i in 0..n {
+            let id = format!("{prefix}-{i}");
+            let body = sample_with(&[("callid", serde_json::json!(id))]);
+            self.bus
+                .publish_pipelined(
+                    &self.topology().exchange,
+                    "LCM.WebService.GetDataPrivacyStatusRequest",
+                    &body,
+                    properties(Some(&id), Some(&id)),
+                )
+                .await;
+        }
+        self.bus.wait_for_confirms().await;
+    }
+
+    /// Asserts that `answers` hold `n` distinct requests with `n` distinct ids, that
+    /// the store recorded each exactly once, and that nothing is left or parked.
+    pub async fn assert_exactly_once(&self, answers: &Answers, n: usize) {
+        assert_eq!(answers.by_correlation.len(), n, "requests answered");
+        let ids: std::collections::HashSet<&String> = answers.by_correlation.values().collect();
+        assert_eq!(ids.len(), n, "distinct ids");
+        assert_eq!(
+            self.store.counts().await.unwrap(),
+            (n as i64, n as i64),
+            "one request and one message row per request"
+        );
+        self.assert_queues_drained().await;
     }
 
     /// Publishes to the app's exchange.
@@ -228,9 +310,46 @@ pub struct Reply {
 }
 
 impl Reply {
+    fn of(delivery: &lapin::message::Delivery) -> Self {
+        Self {
+            routing_key: delivery.routing_key.to_string(),
+            correlation_id: delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.to_string()),
+            body: serde_json::from_slice(&delivery.data).expect("reply is JSON"),
+        }
+    }
+
     /// `message.response` of a success reply.
     pub fn response(&self) -> Option<&str> {
         self.body["message"]["response"].as_str()
+    }
+}
+
+/// What each request was answered with, by correlation id.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub by_correlation: HashMap<String, String>,
+    /// Replies seen, repeats included (a redelivered request is answered again).
+    pub replies: usize,
+}
+
+impl Answers {
+    fn record(&mut self, reply: &Reply) {
+        let correlation = reply
+            .correlation_id
+            .clone()
+            .expect("reply has a correlation id");
+        let id = reply
+            .response()
+            .unwrap_or_else(|| panic!("error reply {}", reply.body))
+            .to_owned();
+        self.replies += 1;
+        if let Some(before) = self.by_correlation.insert(correlation.clone(), id.clone()) {
+            assert_eq!(before, id, "{correlation} answered with two different ids");
+        }
     }
 }
 
@@ -251,15 +370,7 @@ impl Replies {
                     .await
                     .expect("reply consumer open")
                     .expect("reply delivery");
-                replies.push(Reply {
-                    routing_key: delivery.routing_key.to_string(),
-                    correlation_id: delivery
-                        .properties
-                        .correlation_id()
-                        .as_ref()
-                        .map(|c| c.to_string()),
-                    body: serde_json::from_slice(&delivery.data).expect("reply is JSON"),
-                });
+                replies.push(Reply::of(&delivery));
             }
         };
         if tokio::time::timeout(timeout, collect).await.is_err() {
@@ -269,6 +380,21 @@ impl Replies {
             );
         }
         replies
+    }
+
+    /// Reads replies into `answers` until `until` distinct requests are answered.
+    pub async fn collect(&mut self, answers: &mut Answers, until: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while answers.by_correlation.len() < until {
+            let next = tokio::time::timeout_at(deadline, self.consumer.next()).await;
+            let Ok(Some(Ok(delivery))) = next else {
+                panic!(
+                    "expected {until} requests answered within {timeout:?}, got {}",
+                    answers.by_correlation.len()
+                );
+            };
+            answers.record(&Reply::of(&delivery));
+        }
     }
 
     /// Asserts nothing more arrives within `wait`.
@@ -429,6 +555,20 @@ impl Bus {
             .expect("queue exists");
         let _ = channel.close(200, "done".into()).await;
         declared.message_count()
+    }
+
+    /// Polls the depth of `queue` until it is `expected` (quorum queues return
+    /// requeued messages asynchronously), or 10 s pass; returns the last depth.
+    pub async fn depth_becomes(&self, queue: &str, expected: u32) -> u32 {
+        let mut depth = self.depth(queue).await;
+        for _ in 0..50 {
+            if depth == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            depth = self.depth(queue).await;
+        }
+        depth
     }
 
     /// Takes one message from `queue`: its body and headers (string values).

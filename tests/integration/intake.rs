@@ -150,8 +150,11 @@ async fn invalid_input_is_answered_with_an_error_and_parked(backend: Backend) {
     assert!(good.response().is_some());
 
     // Both invalid messages are parked, body unchanged, with headers saying why.
+    // The reply can overtake the parked copy: wait until both are in the queue.
+    let invalid_queue = &app.topology().invalid_queue;
+    assert_eq!(app.bus.depth_becomes(invalid_queue, 2).await, 2);
     let mut parked = Vec::new();
-    while let Some(message) = app.bus.get(&app.topology().invalid_queue).await {
+    while let Some(message) = app.bus.get(invalid_queue).await {
         parked.push(message);
     }
     assert_eq!(parked.len(), 2, "two messages parked");

@@ -1,8 +1,11 @@
 //! One integration test binary (one link, shared helpers): the protocol table, the
 //! schemas, the worker end to end on both stores, and the logs.
 
+mod faults;
 mod helpers;
 mod intake;
 mod logs;
+mod process;
 mod protocol;
+mod proxy;
 mod schemas;
