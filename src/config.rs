@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::amqp::Topology;
 use crate::protocol::Limits;
 use crate::store::StoreSettings;
-use crate::worker::{RetryPolicy, WorkerSettings};
+use crate::worker::WorkerSettings;
 
 /// Default broker: the docker-compose RabbitMQ.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -143,9 +143,14 @@ pub struct RunArgs {
     /// Redeliveries after which the broker dead-letters a message by itself.
     #[arg(long, env = "PRIVACY_DELIVERY_LIMIT", default_value_t = 20)]
     pub delivery_limit: u32,
-    /// Attempts for a transient failure before the message is parked as dead.
+    /// Attempts a message gets (the first included) before it is parked as dead;
+    /// attempts during a database outage do not count.
     #[arg(long, env = "PRIVACY_RETRY_ATTEMPTS", default_value_t = 5)]
     pub retry_attempts: u32,
+    /// Delay tiers of the retry queues, e.g. `1s,5s,30s` (units ms, s, m).
+    #[arg(long, env = "PRIVACY_RETRY_DELAYS", value_delimiter = ',',
+          value_parser = parse_delay, default_value = "1s,5s,30s")]
+    pub retry_delays: Vec<Duration>,
     /// Seconds to finish in-flight messages after SIGTERM.
     #[arg(long, env = "PRIVACY_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
@@ -177,6 +182,7 @@ impl RunArgs {
                 dead_queue: self.dead_queue.clone(),
                 bindings: self.bindings.clone(),
                 delivery_limit: self.delivery_limit,
+                retry_delays: self.retry_delays.clone(),
             },
             store: StoreSettings {
                 url: self.database_url.clone(),
@@ -187,10 +193,7 @@ impl RunArgs {
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
             },
-            retry: RetryPolicy {
-                attempts: self.retry_attempts.max(1),
-                ..RetryPolicy::default()
-            },
+            retry_attempts: self.retry_attempts.max(1),
             drain_timeout: Duration::from_secs(self.drain_secs),
             reply_source: self.reply_source.clone(),
             tenant: self.tenant.clone(),
@@ -225,4 +228,35 @@ pub enum SampleForm {
     Sample,
     /// The documentation table's spelling.
     Table,
+}
+
+/// `500ms`, `5s`, `2m`.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a delay like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?} needs a unit: ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_read_with_their_unit() {
+        assert_eq!(parse_delay("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_delay("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_delay("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_delay("5").is_err());
+        assert!(parse_delay("fast").is_err());
+    }
 }

@@ -12,14 +12,14 @@
 //! Every failure is classified once ([`Failure`]): invalid input is answered and
 //! parked, never retried; a transient store failure during an outage waits at the
 //! [`StoreGate`] without counting an attempt; a failure while the store answers
-//! (this message's problem) is retried with backoff and, when attempts run out,
-//! parked in the dead queue; a broker failure leaves the delivery to be
-//! redelivered after the worker reconnects.
+//! (this message's problem, or one we did not foresee) moves the message to the
+//! retry queue of its delay tier, and to the dead queue when its attempts are
+//! spent; a broker failure leaves the delivery to be redelivered after the worker
+//! reconnects.
 
 use std::sync::Arc;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde_json::value::RawValue;
 use tracing::{info, warn};
 
@@ -64,18 +64,10 @@ impl From<AmqpError> for Failure {
     }
 }
 
-/// Why a delivery stopped being attempted.
-#[derive(Debug)]
-enum Exhausted {
-    /// The broker failed: leave the delivery unacknowledged.
-    Broker(AmqpError),
-    /// Every configured attempt failed.
-    Attempts {
-        failure: Failure,
-        attempts: u32,
-        first_failure: DateTime<Utc>,
-    },
-}
+/// Header counting a message's failed attempts.
+const ATTEMPTS: &str = "x-privacy-attempts";
+/// Header holding the time of its first failure.
+const FIRST_FAILURE: &str = "x-privacy-first-failure-at";
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +78,9 @@ pub enum Outcome {
     Duplicate(i64),
     /// Answered with an error and parked in the invalid queue.
     Invalid(&'static str),
-    /// Parked in the dead queue after transient failures or an unexpected error.
+    /// Failed; waiting in a retry queue (the number of failures so far).
+    Retrying(u32),
+    /// Parked in the dead queue after its attempts were spent.
     Dead,
     /// Not acknowledged: the broker will redeliver it.
     Unacknowledged,
@@ -125,94 +119,89 @@ impl Intake {
             .or(incoming.message_id.as_deref())
             .unwrap_or("")
             .to_owned();
-        let outcome = match self.attempt_until_done(&incoming, &correlation_id).await {
+        let outcome = match self.attempt(&incoming).await {
             Ok(outcome) => outcome,
-            Err(Exhausted::Broker(error)) => {
+            Err(Failure::Broker(error)) => {
                 warn!(%correlation_id, %error, "broker failure; leaving the delivery to be redelivered");
                 return Outcome::Unacknowledged;
             }
-            Err(Exhausted::Attempts {
-                failure,
-                attempts,
-                first_failure,
-            }) => {
-                let reason = match failure {
-                    Failure::Transient(_) => "transient-failures-exhausted",
-                    _ => "unexpected-error",
-                };
-                let last_error = describe(&failure);
-                let headers = dead_headers(reason, &last_error, attempts, first_failure);
-                if let Err(error) = self
-                    .publisher
-                    .park(&incoming, &self.settings.topology.dead_queue, &headers)
-                    .await
-                {
-                    warn!(%correlation_id, %error, "could not park the message; it will be redelivered");
+            Err(failure) => match self.retry_later(&incoming, &failure).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    warn!(%correlation_id, %error, "could not move the failed message; it will be redelivered");
                     return Outcome::Unacknowledged;
                 }
-                warn!(%correlation_id, reason, error = %last_error, attempts, "message parked in the dead queue");
-                Outcome::Dead
-            }
+            },
         };
         if let Err(error) = incoming.ack().await {
             warn!(%correlation_id, %error, "ack failed; the broker will redeliver and the stored reply will be sent again");
             return Outcome::Unacknowledged;
         }
-        match &outcome {
-            Outcome::Recorded(id) | Outcome::Duplicate(id) => info!(
-                request_id = id,
-                %correlation_id,
-                outcome = if matches!(outcome, Outcome::Recorded(_)) { "recorded" } else { "duplicate" },
-                "request answered"
-            ),
-            Outcome::Invalid(code) => {
-                info!(%correlation_id, outcome = "invalid", code, "request refused and parked")
-            }
-            Outcome::Dead | Outcome::Unacknowledged => {}
-        }
+        log_outcome(&outcome, &correlation_id);
         outcome
     }
 
-    /// Attempts the delivery until it succeeds, the broker fails, or the
-    /// configured attempts are spent. Attempts that fail while the store is down
-    /// for everyone are not counted: the delivery waits at the gate instead.
-    async fn attempt_until_done(
-        &self,
-        incoming: &Incoming,
-        correlation_id: &str,
-    ) -> Result<Outcome, Exhausted> {
-        let retry = &self.settings.retry;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(retry.min_delay)
-            .with_max_delay(retry.max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut attempts = 0;
-        let mut first_failure = None;
+    /// One attempt, waiting at the store gate for as long as the store is down for
+    /// everyone: a failure during an outage is not this message's fault.
+    async fn attempt(&self, incoming: &Incoming) -> Result<Outcome, Failure> {
         loop {
             self.gate.wait_open().await;
-            let failure = match self.process(incoming).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(Failure::Broker(error)) => return Err(Exhausted::Broker(error)),
-                Err(failure) => failure,
-            };
-            let first = *first_failure.get_or_insert_with(Utc::now);
-            if matches!(failure, Failure::Transient(_)) && !self.gate.store_answers().await {
-                continue;
+            match self.process(incoming).await {
+                Err(Failure::Transient(_)) if !self.gate.store_answers().await => continue,
+                result => return result,
             }
-            attempts += 1;
-            if attempts >= retry.attempts {
-                return Err(Exhausted::Attempts {
-                    failure,
-                    attempts,
-                    first_failure: first,
-                });
-            }
-            let delay = delays.next().unwrap_or(retry.max_delay);
-            warn!(%correlation_id, error = %describe(&failure), attempts, ?delay, "attempt failed, retrying");
-            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// After a failed attempt: into the retry queue of its tier, or, when its
+    /// attempts are spent, into the dead queue. The count and the first failure
+    /// time travel in the message's headers, so they survive a crash and any
+    /// instance can pick the retry up.
+    async fn retry_later(
+        &self,
+        incoming: &Incoming,
+        failure: &Failure,
+    ) -> Result<Outcome, AmqpError> {
+        let failures = incoming
+            .header(ATTEMPTS)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+            + 1;
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let first = incoming
+            .header(FIRST_FAILURE)
+            .unwrap_or_else(|| now.clone());
+        let last_error = describe(failure);
+        let topology = &self.settings.topology;
+        let retry_queue = topology.retry_queue_for(failures);
+        let (queue, reason, outcome) = match retry_queue {
+            Some(queue) if failures < self.settings.retry_attempts => {
+                (queue, "retrying", Outcome::Retrying(failures))
+            }
+            _ => {
+                let reason = match failure {
+                    Failure::Transient(_) => "transient-failures-exhausted",
+                    _ => "unexpected-error",
+                };
+                (topology.dead_queue.clone(), reason, Outcome::Dead)
+            }
+        };
+        let headers = [
+            ("x-privacy-reason", reason.to_owned()),
+            ("x-privacy-last-error", last_error.clone()),
+            (ATTEMPTS, failures.to_string()),
+            (FIRST_FAILURE, first),
+            ("x-privacy-last-failure-at", now),
+        ];
+        self.publisher.park(incoming, &queue, &headers).await?;
+        warn!(
+            correlation_id = incoming.correlation_id.as_deref().or(incoming.message_id.as_deref()).unwrap_or(""),
+            attempts = failures,
+            error = %last_error,
+            queue,
+            "attempt failed; message moved"
+        );
+        Ok(outcome)
     }
 
     /// One attempt: parse, record, reply.
@@ -323,18 +312,25 @@ fn describe(failure: &Failure) -> String {
     }
 }
 
-fn dead_headers(
-    reason: &str,
-    last_error: &str,
-    attempts: u32,
-    first_failure: DateTime<Utc>,
-) -> [(&'static str, String); 5] {
-    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    [
-        ("x-privacy-reason", reason.to_owned()),
-        ("x-privacy-last-error", last_error.to_owned()),
-        ("x-privacy-attempts", attempts.to_string()),
-        ("x-privacy-first-failure-at", stamp(first_failure)),
-        ("x-privacy-last-failure-at", stamp(Utc::now())),
-    ]
+fn log_outcome(outcome: &Outcome, correlation_id: &str) {
+    let (request_id, label) = match outcome {
+        Outcome::Recorded(id) => (id, "recorded"),
+        Outcome::Duplicate(id) => (id, "duplicate"),
+        Outcome::Invalid(code) => {
+            info!(
+                correlation_id,
+                outcome = "invalid",
+                code,
+                "request refused and parked"
+            );
+            return;
+        }
+        Outcome::Retrying(_) | Outcome::Dead | Outcome::Unacknowledged => return,
+    };
+    info!(
+        request_id,
+        correlation_id,
+        outcome = label,
+        "request answered"
+    );
 }

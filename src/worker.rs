@@ -37,35 +37,15 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     /// Body limits.
     pub limits: Limits,
-    /// Retries of transient failures per delivery.
-    pub retry: RetryPolicy,
+    /// Attempts a message gets, the first included, before it is parked as dead
+    /// (attempts during a database outage do not count).
+    pub retry_attempts: u32,
     /// Time allowed to finish in-flight deliveries on shutdown.
     pub drain_timeout: Duration,
     /// `source` of replies.
     pub reply_source: String,
     /// Tenant of LCM requests.
     pub tenant: String,
-}
-
-/// Exponential backoff with jitter for transient failures.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// First delay.
-    pub min_delay: Duration,
-    /// Largest delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-        }
-    }
 }
 
 /// A failure that stops the worker: configuration that cannot work.

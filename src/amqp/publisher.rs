@@ -72,8 +72,8 @@ impl Publisher {
         .await
     }
 
-    /// Copies a delivery, body and properties unchanged, to `queue` with extra
-    /// headers saying why it was parked there.
+    /// Copies a delivery, body and properties unchanged, to `queue` (a parking or
+    /// retry queue) with extra headers saying why it is there.
     pub async fn park(
         &self,
         incoming: &Incoming,
@@ -85,13 +85,22 @@ impl Publisher {
             table.insert((*name).into(), AMQPValue::LongString(value.as_str().into()));
         }
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let original: [(&str, &str); 3] = [
+        table.insert(
+            "x-privacy-parked-at".into(),
+            AMQPValue::LongString(now.into()),
+        );
+        // A message back from a retry queue keeps the route it was first published with.
+        let original = [
             ("x-original-exchange", &incoming.exchange),
             ("x-original-routing-key", &incoming.routing_key),
-            ("x-privacy-parked-at", &now),
         ];
         for (name, value) in original {
-            table.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+            if !table.contains_key(name) {
+                table.insert(
+                    name.into(),
+                    AMQPValue::LongString(LongString::from(value.as_str())),
+                );
+            }
         }
         let properties = incoming
             .properties

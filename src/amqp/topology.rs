@@ -5,6 +5,14 @@
 //! `delivery_limit` redeliveries the broker dead-letters it to the dead queue,
 //! at-least-once. Declaring with other arguments than an existing queue has is a
 //! PRECONDITION_FAILED error, which the worker treats as fatal configuration.
+//!
+//! Retries that are about one message (not an outage) wait in retry queues, one per
+//! delay tier: a message published there expires after the tier's delay and the
+//! broker dead-letters it back to the work queue. Retries are therefore visible in
+//! the management UI as the depth of `<work queue>.retry.<delay>ms`, they survive a
+//! crash, and they never hold a consumer slot while waiting.
+
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -25,6 +33,9 @@ pub struct Topology {
     pub bindings: Vec<String>,
     /// Redeliveries after which the broker dead-letters a message itself.
     pub delivery_limit: u32,
+    /// Delay tiers of the retry queues: the n-th retry of a message waits in the
+    /// n-th tier (the last tier for every later retry).
+    pub retry_delays: Vec<Duration>,
 }
 
 impl Topology {
@@ -34,6 +45,35 @@ impl Topology {
             "LCM.Webservice.GetDataPrivacyStatusRequest".into(),
             "LCM.WebService.GetDataPrivacyStatusRequest".into(),
         ]
+    }
+
+    /// Delay tiers used when none are configured: 1 s, 5 s, 30 s.
+    pub fn default_retry_delays() -> Vec<Duration> {
+        vec![
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        ]
+    }
+
+    /// The retry queue of each delay tier, named by its delay
+    /// (`lcm.privacy.requests.retry.5000ms`), so changing a delay declares a new
+    /// queue instead of clashing with the old one's arguments.
+    pub fn retry_queues(&self) -> Vec<(String, Duration)> {
+        self.retry_delays
+            .iter()
+            .map(|delay| {
+                let name = format!("{}.retry.{}ms", self.work_queue, delay.as_millis());
+                (name, *delay)
+            })
+            .collect()
+    }
+
+    /// The retry queue for a message that has failed `failures` times (1 or more).
+    pub fn retry_queue_for(&self, failures: u32) -> Option<String> {
+        let tiers = self.retry_queues();
+        let index = (failures.max(1) as usize - 1).min(tiers.len().checked_sub(1)?);
+        Some(tiers[index].0.clone())
     }
 
     pub(super) async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
@@ -57,11 +97,24 @@ impl Topology {
         work.insert("x-dead-letter-routing-key".into(), text(&self.dead_queue));
         work.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         work.insert("x-overflow".into(), text("reject-publish"));
-        for (queue, arguments) in [
-            (&self.dead_queue, quorum()),
-            (&self.invalid_queue, quorum()),
-            (&self.work_queue, work),
-        ] {
+        let mut queues = vec![
+            (self.dead_queue.clone(), quorum()),
+            (self.invalid_queue.clone(), quorum()),
+            (self.work_queue.clone(), work),
+        ];
+        for (name, delay) in self.retry_queues() {
+            // A message waits here for `delay`, then the broker dead-letters it
+            // back to the work queue (at-least-once, so it cannot be dropped).
+            let mut arguments = quorum();
+            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+            arguments.insert("x-dead-letter-exchange".into(), text(""));
+            arguments.insert("x-dead-letter-routing-key".into(), text(&self.work_queue));
+            arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+            arguments.insert("x-overflow".into(), text("reject-publish"));
+            queues.push((name, arguments));
+        }
+        for (queue, arguments) in queues {
             channel
                 .queue_declare(queue.as_str().into(), durable(), arguments)
                 .await?;

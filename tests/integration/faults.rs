@@ -86,9 +86,7 @@ async fn a_sqlite_file_locked_for_ten_seconds_holds_deliveries_and_parks_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_always_fails_is_parked_dead_after_its_attempts_while_others_flow() {
     let app = spawn_app_with(Backend::Postgres, |s| {
-        s.retry.attempts = 3;
-        s.retry.min_delay = Duration::from_millis(50);
-        s.retry.max_delay = Duration::from_millis(200);
+        s.retry_attempts = 3;
     })
     .await;
     let mut replies = app.replies().await;
@@ -130,6 +128,13 @@ async fn a_message_that_always_fails_is_parked_dead_after_its_attempts_while_oth
         "LCM.WebService.GetDataPrivacyStatusRequest"
     );
     assert!(headers.contains_key("x-privacy-first-failure-at"));
+    // It waited in the retry queues between attempts: the broker recorded each expiry.
+    let retry_queue = app.topology().retry_queue_for(1).unwrap();
+    assert!(
+        headers["x-death"].contains(&retry_queue),
+        "{}",
+        headers["x-death"]
+    );
     assert!(headers.contains_key("x-privacy-last-failure-at"));
     assert!(
         !headers["x-privacy-last-error"].contains("John"),

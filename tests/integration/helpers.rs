@@ -18,7 +18,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use privacy_worker::amqp::{Broker, Topology};
 use privacy_worker::protocol::Limits;
 use privacy_worker::store::{Store, StoreSettings};
-use privacy_worker::worker::{self, FatalError, RetryPolicy, WorkerSettings};
+use privacy_worker::worker::{self, FatalError, WorkerSettings};
 use serde_json::Value;
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
@@ -116,6 +116,8 @@ pub fn test_topology() -> Topology {
         dead_queue: format!("test.{id}.dead"),
         bindings: Topology::default_bindings(),
         delivery_limit: 20,
+        // Short tiers keep the tests quick; the defaults are 1s, 5s, 30s.
+        retry_delays: vec![Duration::from_millis(200), Duration::from_millis(500)],
     }
 }
 
@@ -131,7 +133,7 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         },
         prefetch: 64,
         limits: Limits::default(),
-        retry: RetryPolicy::default(),
+        retry_attempts: 5,
         drain_timeout: Duration::from_secs(10),
         reply_source: "privacy-worker".into(),
         tenant: "default".into(),
@@ -211,13 +213,27 @@ impl TestApp {
             ("PRIVACY_DEAD_QUEUE", t.dead_queue.clone()),
             ("PRIVACY_BINDINGS", t.bindings.join(",")),
             ("PRIVACY_DELIVERY_LIMIT", t.delivery_limit.to_string()),
+            (
+                "PRIVACY_RETRY_DELAYS",
+                t.retry_delays
+                    .iter()
+                    .map(|d| format!("{}ms", d.as_millis()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ]
     }
 
     /// Waits until every queue of the app is empty, then asserts it.
     pub async fn assert_queues_drained(&self) {
         let t = self.topology();
-        for queue in [&t.work_queue, &t.invalid_queue, &t.dead_queue] {
+        let retry_queues = t.retry_queues().into_iter().map(|(name, _)| name);
+        let queues = [
+            t.work_queue.clone(),
+            t.invalid_queue.clone(),
+            t.dead_queue.clone(),
+        ];
+        for queue in &queues.into_iter().chain(retry_queues).collect::<Vec<_>>() {
             assert_eq!(
                 self.bus.depth_becomes(queue, 0).await,
                 0,
@@ -581,12 +597,7 @@ impl Bus {
         let mut headers = HashMap::new();
         if let Some(table) = message.delivery.properties.headers() {
             for (key, value) in table.inner() {
-                let text = match value {
-                    AMQPValue::LongString(s) => s.to_string(),
-                    AMQPValue::ShortString(s) => s.to_string(),
-                    other => format!("{other:?}"),
-                };
-                headers.insert(key.to_string(), text);
+                headers.insert(key.to_string(), header_text(value));
             }
         }
         Some((message.delivery.data, headers))
@@ -594,11 +605,13 @@ impl Bus {
 
     /// Removes a test's queues and exchange.
     pub async fn delete(&self, topology: &Topology) {
-        for queue in [
-            &topology.work_queue,
-            &topology.invalid_queue,
-            &topology.dead_queue,
-        ] {
+        let retry_queues = topology.retry_queues().into_iter().map(|(name, _)| name);
+        let queues = [
+            topology.work_queue.clone(),
+            topology.invalid_queue.clone(),
+            topology.dead_queue.clone(),
+        ];
+        for queue in queues.into_iter().chain(retry_queues) {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -611,6 +624,25 @@ impl Bus {
                 ExchangeDeleteOptions::default(),
             )
             .await;
+    }
+}
+
+/// A header value as text; `x-death` (an array of tables) as the queues it names.
+fn header_text(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(s) => s.to_string(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::FieldArray(items) => items
+            .as_slice()
+            .iter()
+            .map(header_text)
+            .collect::<Vec<_>>()
+            .join(","),
+        AMQPValue::FieldTable(table) => table
+            .inner()
+            .get("queue")
+            .map_or_else(|| format!("{table:?}"), header_text),
+        other => format!("{other:?}"),
     }
 }
 
