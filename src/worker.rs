@@ -70,6 +70,7 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), FatalError> {
+    Broker::check_url(&settings.amqp_url).map_err(FatalError::Broker)?;
     let settings = Arc::new(settings);
     tokio::pin!(shutdown);
     let mut delays = reconnect_backoff();

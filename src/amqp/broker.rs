@@ -62,6 +62,14 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Checks that `url` is an AMQP URL, so a typo fails at start-up instead of
+    /// being retried as if the broker were down.
+    pub fn check_url(url: &str) -> Result<(), AmqpError> {
+        url.parse::<lapin::uri::AMQPUri>()
+            .map(drop)
+            .map_err(|e| AmqpError::Refused(format!("AMQP_URL is not an AMQP URL: {e}")))
+    }
+
     /// Connects to `url`, naming the connection `name`.
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
         let properties =

@@ -92,6 +92,24 @@ impl TestDatabase {
     }
 }
 
+/// The environment naming a topology's exchange and queues, for a worker process.
+pub fn topology_env(t: &Topology) -> Vec<(&'static str, String)> {
+    let delays: Vec<String> = t
+        .retry_delays
+        .iter()
+        .map(|d| format!("{}ms", d.as_millis()))
+        .collect();
+    vec![
+        ("LCM_EXCHANGE", t.exchange.clone()),
+        ("PRIVACY_QUEUE", t.work_queue.clone()),
+        ("PRIVACY_INVALID_QUEUE", t.invalid_queue.clone()),
+        ("PRIVACY_DEAD_QUEUE", t.dead_queue.clone()),
+        ("PRIVACY_BINDINGS", t.bindings.join(",")),
+        ("PRIVACY_DELIVERY_LIMIT", t.delivery_limit.to_string()),
+        ("PRIVACY_RETRY_DELAYS", delays.join(",")),
+    ]
+}
+
 /// Worker logs go to the test's captured output, shown when a test fails.
 pub fn init_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -203,25 +221,10 @@ impl TestApp {
 
     /// The environment that points a worker process at this app's resources.
     pub fn worker_env(&self) -> Vec<(&'static str, String)> {
-        let t = self.topology();
-        vec![
-            ("AMQP_URL", self.settings.amqp_url.clone()),
-            ("DATABASE_URL", self.settings.store.url.clone()),
-            ("LCM_EXCHANGE", t.exchange.clone()),
-            ("PRIVACY_QUEUE", t.work_queue.clone()),
-            ("PRIVACY_INVALID_QUEUE", t.invalid_queue.clone()),
-            ("PRIVACY_DEAD_QUEUE", t.dead_queue.clone()),
-            ("PRIVACY_BINDINGS", t.bindings.join(",")),
-            ("PRIVACY_DELIVERY_LIMIT", t.delivery_limit.to_string()),
-            (
-                "PRIVACY_RETRY_DELAYS",
-                t.retry_delays
-                    .iter()
-                    .map(|d| format!("{}ms", d.as_millis()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        ]
+        let mut env = topology_env(self.topology());
+        env.push(("AMQP_URL", self.settings.amqp_url.clone()));
+        env.push(("DATABASE_URL", self.settings.store.url.clone()));
+        env
     }
 
     /// Waits until every queue of the app is empty, then asserts it.
@@ -601,6 +604,28 @@ impl Bus {
             }
         }
         Some((message.delivery.data, headers))
+    }
+
+    /// A durable classic queue (not what the worker declares).
+    pub async fn declare_classic(&self, queue: &str) {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare classic queue");
+    }
+
+    pub async fn delete_queue(&self, queue: &str) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
     }
 
     /// Removes a test's queues and exchange.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{Bus, amqp_url, properties, sample_with, test_topology};
+use crate::helpers::{Bus, amqp_url, properties, sample_with, test_topology, topology_env};
 
 const NAME: &str = "Zelda Quixotic-Pemberton";
 const PHONE: &str = "+44 20 7946 0958";
@@ -32,11 +32,7 @@ async fn debug_logs_never_contain_personal_data_and_sigterm_exits_zero() {
             "DATABASE_URL",
             format!("sqlite://{}", dir.path().join("r.db").display()),
         )
-        .env("LCM_EXCHANGE", &topology.exchange)
-        .env("PRIVACY_QUEUE", &topology.work_queue)
-        .env("PRIVACY_INVALID_QUEUE", &topology.invalid_queue)
-        .env("PRIVACY_DEAD_QUEUE", &topology.dead_queue)
-        .env("PRIVACY_BINDINGS", topology.bindings.join(","))
+        .envs(topology_env(&topology))
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "text")
         .stdout(Stdio::piped())
@@ -132,4 +128,61 @@ async fn debug_logs_never_contain_personal_data_and_sigterm_exits_zero() {
         );
     }
     bus.delete(&topology).await;
+}
+
+/// Runs the binary with one bad setting and returns its exit status and output.
+/// Its other names are a test's own, removed afterwards.
+async fn run_with(key: &str, value: &str) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = test_topology();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
+        .arg("run")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("r.db").display()),
+        )
+        .env("AMQP_URL", amqp_url())
+        .env("LCM_EXCHANGE", &topology.exchange)
+        .env("PRIVACY_QUEUE", &topology.work_queue)
+        .env("PRIVACY_INVALID_QUEUE", &topology.invalid_queue)
+        .env("PRIVACY_DEAD_QUEUE", &topology.dead_queue)
+        .env(key, value)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("a fatal configuration ends the process at once")
+        .unwrap();
+    Bus::connect().await.delete(&topology).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+#[tokio::test]
+async fn a_configuration_that_cannot_work_exits_non_zero_with_the_reason() {
+    let (status, text) = run_with("DATABASE_URL", "mysql://localhost/privacy").await;
+    assert!(!status.success());
+    assert!(
+        text.contains("DATABASE_URL must start with sqlite: or postgres://"),
+        "{text}"
+    );
+
+    let (status, text) = run_with("AMQP_URL", "http://127.0.0.1:5672").await;
+    assert!(!status.success());
+    assert!(text.contains("AMQP_URL is not an AMQP URL"), "{text}");
+
+    // A work queue that exists with other arguments (a classic queue) cannot be used.
+    let bus = Bus::connect().await;
+    let classic = format!("test.classic.{}", uuid::Uuid::new_v4().simple());
+    bus.declare_classic(&classic).await;
+    let (status, text) = run_with("PRIVACY_QUEUE", &classic).await;
+    bus.delete_queue(&classic).await;
+    assert!(!status.success());
+    assert!(
+        text.contains("broker refused") && text.contains("PRECONDITION_FAILED"),
+        "{text}"
+    );
 }
