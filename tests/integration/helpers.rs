@@ -401,6 +401,14 @@ impl Replies {
         replies
     }
 
+    /// The next reply, or `None` if none comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Reply> {
+        match tokio::time::timeout(wait, self.consumer.next()).await {
+            Ok(Some(Ok(delivery))) => Some(Reply::of(&delivery)),
+            _ => None,
+        }
+    }
+
     /// Reads replies into `answers` until `until` distinct requests are answered.
     pub async fn collect(&mut self, answers: &mut Answers, until: usize, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -418,8 +426,8 @@ impl Replies {
 
     /// Asserts nothing more arrives within `wait`.
     pub async fn assert_quiet(&mut self, wait: Duration) {
-        if let Ok(Some(extra)) = tokio::time::timeout(wait, self.consumer.next()).await {
-            panic!("unexpected extra reply: {:?}", extra.map(|d| d.data));
+        if let Some(extra) = self.next_within(wait).await {
+            panic!("unexpected extra reply: {}", extra.body);
         }
     }
 }
