@@ -53,7 +53,10 @@ async fn main() {
             for batch in 0..requests.div_ceil(250) {
                 for i in batch * 250..((batch + 1) * 250).min(requests) {
                     let id = format!("soak-{i}");
-                    let body = helpers::sample_with(&[("callid", serde_json::json!(id))]);
+                    let body = helpers::sample_with(&[
+                        ("callid", serde_json::json!(id)),
+                        ("AccountNumber", serde_json::json!(id)),
+                    ]);
                     bus.publish_pipelined(
                         &exchange,
                         "LCM.WebService.GetDataPrivacyStatusRequest",

@@ -49,7 +49,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the worker in the foreground until SIGTERM or SIGINT (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Publish a sample GetDataPrivacyStatusRequest and print the reply.
     Send(SendArgs),
     /// Inspect or replay the messages parked in the dead queue.
@@ -167,6 +167,14 @@ pub struct RunArgs {
     /// Tenant that LCM requests belong to.
     #[arg(long, env = "LCM_TENANT", default_value = "default")]
     pub tenant: String,
+    /// Tenants (tenant_hash values) RCDP requests may name, comma-separated;
+    /// empty accepts any.
+    #[arg(long, env = "PRIVACY_TENANTS", value_delimiter = ',')]
+    pub tenants: Vec<String>,
+    /// Key file for personal data at rest (JSON, see README). Default: next to the
+    /// SQLite database, created on first run; required with PostgreSQL.
+    #[arg(long, env = "PRIVACY_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl RunArgs {
@@ -197,6 +205,13 @@ impl RunArgs {
             drain_timeout: Duration::from_secs(self.drain_secs),
             reply_source: self.reply_source.clone(),
             tenant: self.tenant.clone(),
+            tenants: self
+                .tenants
+                .iter()
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect(),
+            key_file: self.key_file.clone(),
         }
     }
 }

@@ -24,11 +24,12 @@ use serde_json::value::RawValue;
 use tracing::{info, warn};
 
 use crate::amqp::{AmqpError, Incoming, Outgoing, Publisher};
+use crate::handlers::{Delivery, Handlers};
 use crate::protocol::{
-    self, LCM_CHANNEL, LCM_TOPIC, Rejection, ReplyRoute, SET_DATA_PRIVACY_STATUS, failure_payload,
-    reply_body,
+    self, LCM_CHANNEL, LCM_TOPIC, ParseContext, RcdpHeaders, Rejection, ReplyRoute, ReplyShape,
+    SET_DATA_PRIVACY_STATUS, failure_payload, reply_body,
 };
-use crate::store::{NewLcmRequest, Store, StoreError};
+use crate::store::StoreError;
 use crate::store_gate::StoreGate;
 use crate::worker::WorkerSettings;
 
@@ -72,10 +73,14 @@ const FIRST_FAILURE: &str = "x-privacy-first-failure-at";
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Recorded as a new request and answered.
-    Recorded(i64),
-    /// Recorded before; answered again with the same id.
-    Duplicate(i64),
+    /// Answered: `outcome` says how (recorded, joined, refused, revoked, status,
+    /// replayed).
+    Answered {
+        /// The request the reply is about, if any.
+        request_id: Option<i64>,
+        /// How it was answered.
+        outcome: &'static str,
+    },
     /// Answered with an error and parked in the invalid queue.
     Invalid(&'static str),
     /// Failed; waiting in a retry queue (the number of failures so far).
@@ -89,7 +94,7 @@ pub enum Outcome {
 /// Handles deliveries; cheap to clone, one clone per in-flight delivery.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    store: Store,
+    handlers: Handlers,
     gate: StoreGate,
     publisher: Publisher,
     settings: Arc<WorkerSettings>,
@@ -98,13 +103,13 @@ pub struct Intake {
 impl Intake {
     /// An intake over a store and a confirm-mode publisher.
     pub fn new(
-        store: Store,
+        handlers: Handlers,
         gate: StoreGate,
         publisher: Publisher,
         settings: Arc<WorkerSettings>,
     ) -> Self {
         Self {
-            store,
+            handlers,
             gate,
             publisher,
             settings,
@@ -204,34 +209,36 @@ impl Intake {
         Ok(outcome)
     }
 
-    /// One attempt: parse, record, reply.
+    /// One attempt: parse, decide and record, reply.
     async fn process(&self, incoming: &Incoming) -> Result<Outcome, Failure> {
-        let valid = match protocol::parse_request(
-            &incoming.body,
-            &incoming.routing_key,
-            self.settings.limits,
-        ) {
+        let req_param_value = incoming.header("reqParamValue");
+        let tenant_hash = incoming.header("tenant_hash");
+        let context = ParseContext {
+            limits: self.settings.limits,
+            headers: RcdpHeaders {
+                req_param_value: req_param_value.as_deref(),
+                tenant_hash: tenant_hash.as_deref(),
+            },
+            tenants: &self.settings.tenants,
+        };
+        let valid = match protocol::parse_request(&incoming.body, &incoming.routing_key, context) {
             Ok(valid) => valid,
             Err(rejection) => return self.refuse(incoming, &rejection).await,
         };
-        let new = NewLcmRequest {
-            tenant: &self.settings.tenant,
-            request: &valid.request,
-            source: valid.source.as_deref(),
+        let delivery = Delivery {
             message_id: incoming.message_id.as_deref(),
             correlation_id: incoming.correlation_id.as_deref(),
             reply_to: incoming.reply_to.as_deref(),
             routing_key: &incoming.routing_key,
             received_at: Utc::now(),
         };
-        let recorded = self.store.record_lcm_request(&new).await?;
-        let payload = RawValue::from_string(recorded.reply_payload)
+        let handled = self.handlers.handle(&valid, delivery).await?;
+        let payload = RawValue::from_string(handled.reply_payload)
             .map_err(|e| Failure::Unexpected(format!("stored reply is not JSON: {e}")))?;
         self.reply(incoming, Some(&valid.route), &payload).await?;
-        Ok(if recorded.duplicate {
-            Outcome::Duplicate(recorded.request_id)
-        } else {
-            Outcome::Recorded(recorded.request_id)
+        Ok(Outcome::Answered {
+            request_id: handled.request_id,
+            outcome: handled.outcome,
         })
     }
 
@@ -264,6 +271,7 @@ impl Intake {
             channel: LCM_CHANNEL.into(),
             topic: LCM_TOPIC.into(),
             subtopic: SET_DATA_PRIVACY_STATUS.into(),
+            shape: ReplyShape::Lcm,
         };
         let body = reply_body(
             route.unwrap_or(&default_route),
@@ -314,8 +322,10 @@ fn describe(failure: &Failure) -> String {
 
 fn log_outcome(outcome: &Outcome, correlation_id: &str) {
     let (request_id, label) = match outcome {
-        Outcome::Recorded(id) => (id, "recorded"),
-        Outcome::Duplicate(id) => (id, "duplicate"),
+        Outcome::Answered {
+            request_id,
+            outcome,
+        } => (request_id, *outcome),
         Outcome::Invalid(code) => {
             info!(
                 correlation_id,

@@ -5,9 +5,11 @@
 //! - [`config`]: command line and environment, turned into plain settings.
 //! - [`telemetry`]: tracing set-up (text or JSON lines).
 //! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
+//! - [`crypto`]: personal data at rest: AES-256-GCM with key ids, keyed blind indexes.
 //! - [`store`]: the request store, SQLite or PostgreSQL; the only place that runs SQL.
 //! - [`amqp`]: the broker; the only place that knows lapin.
 //! - [`store_gate`]: holds deliveries while the database is down.
+//! - [`handlers`]: what each operation does: the LCM request, RCDP register, revoke, status.
 //! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
 //! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
@@ -15,7 +17,9 @@
 
 pub mod amqp;
 pub mod config;
+pub mod crypto;
 pub mod dlq;
+pub mod handlers;
 pub mod intake;
 pub mod protocol;
 pub mod send;

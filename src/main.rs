@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }

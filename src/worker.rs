@@ -8,6 +8,7 @@
 //! deliveries finish within the drain deadline, and closes cleanly.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::amqp::{AmqpError, Broker, Topology};
+use crate::crypto::{CryptoError, Keys};
+use crate::handlers::Handlers;
 use crate::intake::{Intake, Outcome};
 use crate::protocol::Limits;
 use crate::store::{Store, StoreError, StoreSettings};
@@ -46,11 +49,43 @@ pub struct WorkerSettings {
     pub reply_source: String,
     /// Tenant of LCM requests.
     pub tenant: String,
+    /// Tenants RCDP requests may name; empty accepts any.
+    pub tenants: Vec<String>,
+    /// Key file for personal data at rest; `None` uses (and creates) one next to
+    /// an SQLite database, and is an error with PostgreSQL.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The keys for personal data: the configured key file; with SQLite and none
+/// configured, one next to the database, created (owner-only) on first run.
+fn load_keys(settings: &WorkerSettings, store: &Store) -> Result<Keys, FatalError> {
+    let fatal = |e: CryptoError| FatalError::Keys(e.to_string());
+    match (&settings.key_file, store.default_key_file()) {
+        (Some(path), _) => Keys::load(path).map_err(fatal),
+        (None, Some(path)) => {
+            let (keys, created) = Keys::load_or_create(&path).map_err(fatal)?;
+            if created {
+                warn!(
+                    path = %path.display(),
+                    "created a key file for personal data at rest; back it up and keep it \
+                     private: without it the stored personal data cannot be read"
+                );
+            }
+            Ok(keys)
+        }
+        (None, None) => Err(FatalError::Keys(
+            "PRIVACY_KEY_FILE is required with PostgreSQL (personal data is stored encrypted)"
+                .into(),
+        )),
+    }
 }
 
 /// A failure that stops the worker: configuration that cannot work.
 #[derive(Debug, Error)]
 pub enum FatalError {
+    /// The keys for personal data are missing or unusable.
+    #[error("{0}")]
+    Keys(String),
     /// The store cannot be used as configured.
     #[error(transparent)]
     Store(StoreError),
@@ -90,11 +125,19 @@ pub async fn run(
         }
     };
     info!(backend = store.backend(), "store ready");
+    let keys = match load_keys(&settings, &store) {
+        Ok(keys) => Arc::new(keys),
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let handlers = Handlers::new(store.clone(), keys, settings.tenant.clone());
     let gate = StoreGate::new(store.clone());
 
     delays = reconnect_backoff();
     loop {
-        match session(&settings, &store, &gate, &mut shutdown, &mut delays).await {
+        match session(&settings, &handlers, &gate, &mut shutdown, &mut delays).await {
             Ok(SessionEnd::Shutdown) => break,
             Ok(SessionEnd::Lost(reason)) => warn!(reason, "broker session lost"),
             Err(e) if e.is_transient() => warn!(error = %e, "broker unavailable"),
@@ -127,7 +170,7 @@ fn reconnect_backoff() -> ExponentialBackoff {
 /// One broker connection's life.
 async fn session(
     settings: &Arc<WorkerSettings>,
-    store: &Store,
+    handlers: &Handlers,
     gate: &StoreGate,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
     delays: &mut ExponentialBackoff,
@@ -145,7 +188,7 @@ async fn session(
         "consuming"
     );
 
-    let intake = Intake::new(store.clone(), gate.clone(), publisher, settings.clone());
+    let intake = Intake::new(handlers.clone(), gate.clone(), publisher, settings.clone());
     let mut in_flight = JoinSet::new();
     let end = loop {
         tokio::select! {

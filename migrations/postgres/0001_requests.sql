@@ -1,8 +1,11 @@
 -- The request store. Three tables:
 --   privacy_requests  one row per privacy request: its lifecycle and the job runner's bookkeeping
---   inbound_messages  one row per distinct bus message (idempotency key), with the reply it was given
---   request_events    the audit trail: every status change, never deleted
--- Request ids come from one sequence starting at 10000, shared by every flow and instance.
+--   inbound_messages  one row per distinct bus message, with the reply it was given
+--   request_events    the audit trail: every status change and duplicate hit, never deleted
+-- Request ids (LCM request ids and RCDP tracking ids alike) come from one sequence
+-- starting at 10000, shared by every flow and instance.
+-- Personal data is stored encrypted (AES-256-GCM, key id beside each value) and
+-- looked up by a keyed blind index (HMAC-SHA256 of the normalized value).
 
 CREATE SEQUENCE privacy_request_id_seq START WITH 10000 MINVALUE 10000;
 
@@ -12,8 +15,13 @@ CREATE TABLE privacy_requests (
     flow             TEXT        NOT NULL CHECK (flow IN ('lcm', 'rcdp')),
     kind             TEXT        NOT NULL CHECK (kind IN ('access', 'forget')),
     pseudonymize     BOOLEAN     NOT NULL,
-    -- Who the request is about: the LCM AccountNumber for the LCM flow.
-    customer_key     TEXT        NOT NULL,
+    -- Who the request is about: 'account' (the LCM AccountNumber), 'gcrid', 'email',
+    -- 'mobile' or 'customer'; its blind index; its value, encrypted.
+    identifier_type  TEXT        NOT NULL,
+    identifier_index TEXT        NOT NULL,
+    identifier_value BYTEA       NOT NULL,
+    key_id           TEXT        NOT NULL,
+    source           TEXT,
     status           TEXT        NOT NULL DEFAULT 'registered'
                      CHECK (status IN ('registered', 'in_progress', 'completed', 'failed', 'revoked')),
     created_at       TIMESTAMPTZ NOT NULL,
@@ -29,39 +37,35 @@ CREATE TABLE privacy_requests (
 );
 ALTER SEQUENCE privacy_request_id_seq OWNED BY privacy_requests.id;
 
-CREATE INDEX privacy_requests_due_idx ON privacy_requests (due_at)
+-- At most one pending request of a kind per customer: the duplicate rule's backstop.
+CREATE UNIQUE INDEX privacy_requests_one_pending_idx
+    ON privacy_requests (tenant, identifier_index, kind, pseudonymize)
     WHERE status IN ('registered', 'in_progress');
-CREATE INDEX privacy_requests_customer_idx ON privacy_requests (tenant, customer_key, kind)
+CREATE INDEX privacy_requests_customer_idx ON privacy_requests (tenant, identifier_index);
+CREATE INDEX privacy_requests_due_idx ON privacy_requests (due_at)
     WHERE status IN ('registered', 'in_progress');
 
 CREATE TABLE inbound_messages (
-    id                 BIGSERIAL PRIMARY KEY,
-    -- 'mid:' + AMQP message_id, or 'nk:' + SHA-256 of the natural key.
-    idempotency_key    TEXT        NOT NULL UNIQUE,
-    request_id         BIGINT      NOT NULL REFERENCES privacy_requests (id),
-    operation          TEXT        NOT NULL,
-    source             TEXT,
-    message_id         TEXT,
-    correlation_id     TEXT,
-    reply_to           TEXT,
-    routing_key        TEXT        NOT NULL,
-    -- What the agent sent (GetDataPrivacyStatusRequest).
-    customer_name      TEXT,
-    phone_number       TEXT,
-    other_phone_number TEXT,
-    email_id           TEXT,
-    other_email_id     TEXT,
-    agent_comments     TEXT,
-    account_number     TEXT,
-    call_id            TEXT,
-    agent_id           TEXT,
-    request_type       TEXT,
-    is_pseudonymize    BOOLEAN,
-    customer_id        TEXT,
-    -- The reply payload sent back (the envelope's "message"), and when it was committed.
-    reply_payload      TEXT        NOT NULL,
-    received_at        TIMESTAMPTZ NOT NULL,
-    answered_at        TIMESTAMPTZ NOT NULL
+    id               BIGSERIAL PRIMARY KEY,
+    -- 'mid:' + AMQP message_id, 'cid:' + correlation_id, or 'nk:' + SHA-256 of the
+    -- LCM natural key; NULL when a message has none of them.
+    idempotency_key  TEXT        UNIQUE,
+    request_id       BIGINT      REFERENCES privacy_requests (id),
+    operation        TEXT        NOT NULL,
+    source           TEXT,
+    message_id       TEXT,
+    correlation_id   TEXT,
+    reply_to         TEXT,
+    routing_key      TEXT        NOT NULL,
+    -- What the message carried that is not personal data (JSON).
+    details          TEXT        NOT NULL,
+    -- What it carried that is (JSON, encrypted), and the key that encrypted it.
+    personal_data    BYTEA,
+    personal_key_id  TEXT,
+    -- The reply payload sent back, and when it was committed.
+    reply_payload    TEXT        NOT NULL,
+    received_at      TIMESTAMPTZ NOT NULL,
+    answered_at      TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX inbound_messages_request_idx ON inbound_messages (request_id);
 
@@ -69,7 +73,7 @@ CREATE TABLE request_events (
     id          BIGSERIAL PRIMARY KEY,
     request_id  BIGINT      NOT NULL REFERENCES privacy_requests (id),
     at          TIMESTAMPTZ NOT NULL,
-    -- Who: 'agent:<AgentID>', 'source:<app>', 'operator:<name>' or 'system'.
+    -- Who: 'agent:<AgentID>', 'source:<reqSource>', 'operator:<name>' or 'system'.
     actor       TEXT        NOT NULL,
     from_status TEXT,
     to_status   TEXT        NOT NULL,

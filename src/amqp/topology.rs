@@ -39,12 +39,18 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Both spellings the documents use for the request routing key.
+    /// Every request subtopic, under both topic spellings the documents use.
     pub fn default_bindings() -> Vec<String> {
-        vec![
-            "LCM.Webservice.GetDataPrivacyStatusRequest".into(),
-            "LCM.WebService.GetDataPrivacyStatusRequest".into(),
-        ]
+        let subtopics = [
+            "GetDataPrivacyStatusRequest",
+            "RegisterGdprRequest",
+            "RevokeGdprActions",
+            "GetGdprRequestStatus",
+        ];
+        subtopics
+            .iter()
+            .flat_map(|s| [format!("LCM.Webservice.{s}"), format!("LCM.WebService.{s}")])
+            .collect()
     }
 
     /// Delay tiers used when none are configured: 1 s, 5 s, 30 s.

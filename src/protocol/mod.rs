@@ -7,6 +7,7 @@
 
 mod envelope;
 mod privacy_request;
+mod rcdp;
 mod rejection;
 mod reply;
 
@@ -15,8 +16,12 @@ pub use privacy_request::{
     FIELD_NAMES, PrivacyRequest, canonical_field_name, canonicalize_payload, is_well_formed_email,
     is_well_formed_phone, validate_privacy_request,
 };
+pub use rcdp::{
+    Identifier, IdentifierType, RcdpHeaders, RcdpRequest, RequestKind, StatusQuery,
+    parse_rcdp_request, parse_status_query,
+};
 pub use rejection::{ErrorCode, FieldFault, Rejection};
-pub use reply::{ReplyRoute, failure_payload, reply_body, success_payload};
+pub use reply::{ReplyRoute, ReplyShape, failure_payload, rcdp_error, reply_body, success_payload};
 
 /// The channel every request must name (compared case-insensitively).
 pub const LCM_CHANNEL: &str = "LCM";
@@ -26,6 +31,19 @@ pub const LCM_TOPIC: &str = "Webservice";
 pub const GET_DATA_PRIVACY_STATUS: &str = "GetDataPrivacyStatusRequest";
 /// The reply subtopic for [`GET_DATA_PRIVACY_STATUS`].
 pub const SET_DATA_PRIVACY_STATUS: &str = "SetDataPrivacyStatusResponse";
+/// RCDP: register an access or forget request.
+pub const REGISTER_GDPR_REQUEST: &str = "RegisterGdprRequest";
+/// RCDP: revoke a pending request.
+pub const REVOKE_GDPR_ACTIONS: &str = "RevokeGdprActions";
+/// Ask for a request's status by tracking id.
+pub const GET_GDPR_REQUEST_STATUS: &str = "GetGdprRequestStatus";
+/// Every request subtopic the worker handles.
+pub const REQUEST_SUBTOPICS: [&str; 4] = [
+    GET_DATA_PRIVACY_STATUS,
+    REGISTER_GDPR_REQUEST,
+    REVOKE_GDPR_ACTIONS,
+    GET_GDPR_REQUEST_STATUS,
+];
 
 /// Limits applied before any parsing work is done.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +60,19 @@ impl Default for Limits {
     }
 }
 
+/// What a valid message asks for.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// An agent's GetDataPrivacyStatusRequest.
+    Lcm(PrivacyRequest),
+    /// RegisterGdprRequest.
+    Register(RcdpRequest),
+    /// RevokeGdprActions.
+    Revoke(RcdpRequest),
+    /// GetGdprRequestStatus.
+    Status(StatusQuery),
+}
+
 /// A request that passed every check, with where its reply goes.
 #[derive(Debug, Clone)]
 pub struct ValidRequest {
@@ -49,8 +80,19 @@ pub struct ValidRequest {
     pub route: ReplyRoute,
     /// The envelope's `source`, the sending application.
     pub source: Option<String>,
-    /// The validated payload.
-    pub request: PrivacyRequest,
+    /// What it asks for.
+    pub operation: Operation,
+}
+
+/// What parsing needs besides the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseContext<'a> {
+    /// Body limits.
+    pub limits: Limits,
+    /// RCDP values carried in AMQP headers.
+    pub headers: RcdpHeaders<'a>,
+    /// Known tenants; empty accepts any.
+    pub tenants: &'a [String],
 }
 
 /// Parses and validates one delivery body.
@@ -60,27 +102,50 @@ pub struct ValidRequest {
 pub fn parse_request(
     body: &[u8],
     routing_key: &str,
-    limits: Limits,
+    context: ParseContext<'_>,
 ) -> Result<ValidRequest, Rejection> {
     let fallback = ReplyRoute::from_routing_key(routing_key);
-    let envelope = parse_envelope(body, limits).map_err(|r| r.with_route(fallback.clone()))?;
+    let envelope =
+        parse_envelope(body, context.limits).map_err(|r| r.with_route(fallback.clone()))?;
     let route = ReplyRoute::for_envelope(&envelope);
-    if !envelope
-        .subtopic
-        .eq_ignore_ascii_case(GET_DATA_PRIVACY_STATUS)
-    {
-        return Err(Rejection::new(
-            ErrorCode::UnknownSubtopic,
-            format!("subtopic is not one this worker handles; expected {GET_DATA_PRIVACY_STATUS}"),
-            vec![FieldFault::new("subtopic", "is not a known operation")],
-        )
-        .with_route(Some(route)));
-    }
-    let request = validate_privacy_request(&envelope.payload)
-        .map_err(|faults| Rejection::invalid_request(faults).with_route(Some(route.clone())))?;
+    let subtopic = REQUEST_SUBTOPICS
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(&envelope.subtopic));
+    let rcdp = |result: Result<Operation, String>| {
+        result.map_err(|message| {
+            Rejection::new(ErrorCode::InvalidRequest, message, vec![])
+                .with_route(Some(route.clone()))
+        })
+    };
+    let (headers, tenants) = (context.headers, context.tenants);
+    let operation = match subtopic.copied() {
+        Some(GET_DATA_PRIVACY_STATUS) => validate_privacy_request(&envelope.payload)
+            .map(Operation::Lcm)
+            .map_err(|faults| Rejection::invalid_request(faults).with_route(Some(route.clone())))?,
+        Some(REGISTER_GDPR_REQUEST) => {
+            rcdp(parse_rcdp_request(&envelope.payload, headers, tenants).map(Operation::Register))?
+        }
+        Some(REVOKE_GDPR_ACTIONS) => {
+            rcdp(parse_rcdp_request(&envelope.payload, headers, tenants).map(Operation::Revoke))?
+        }
+        Some(GET_GDPR_REQUEST_STATUS) => {
+            rcdp(parse_status_query(&envelope.payload, headers, tenants).map(Operation::Status))?
+        }
+        _ => {
+            return Err(Rejection::new(
+                ErrorCode::UnknownSubtopic,
+                format!(
+                    "subtopic is not one this worker handles; expected one of {}",
+                    REQUEST_SUBTOPICS.join(", ")
+                ),
+                vec![FieldFault::new("subtopic", "is not a known operation")],
+            )
+            .with_route(Some(route)));
+        }
+    };
     Ok(ValidRequest {
         route,
         source: envelope.source,
-        request,
+        operation,
     })
 }

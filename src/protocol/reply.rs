@@ -6,7 +6,10 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Envelope, GET_DATA_PRIVACY_STATUS, Rejection, SET_DATA_PRIVACY_STATUS};
+use super::{
+    Envelope, GET_DATA_PRIVACY_STATUS, GET_GDPR_REQUEST_STATUS, REGISTER_GDPR_REQUEST,
+    REQUEST_SUBTOPICS, REVOKE_GDPR_ACTIONS, Rejection, SET_DATA_PRIVACY_STATUS,
+};
 
 /// Where a reply goes on the topic exchange: `<channel>.<topic>.<subtopic>`.
 ///
@@ -21,6 +24,33 @@ pub struct ReplyRoute {
     pub topic: String,
     /// The reply subtopic.
     pub subtopic: String,
+    /// Which family of payloads the reply carries.
+    pub shape: ReplyShape,
+}
+
+/// The two reply payload families: the LCM agent flow's and the RCDP documents'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyShape {
+    /// `{"response": ...}`.
+    Lcm,
+    /// `{"status": "OK", ...}` or `{"error": "..."}`.
+    Rcdp,
+}
+
+fn shape_of(request_subtopic: &str) -> ReplyShape {
+    let rcdp = [
+        REGISTER_GDPR_REQUEST,
+        REVOKE_GDPR_ACTIONS,
+        GET_GDPR_REQUEST_STATUS,
+    ];
+    if rcdp
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(request_subtopic))
+    {
+        ReplyShape::Rcdp
+    } else {
+        ReplyShape::Lcm
+    }
 }
 
 impl ReplyRoute {
@@ -30,6 +60,7 @@ impl ReplyRoute {
             channel: envelope.channel.clone(),
             topic: envelope.topic.clone(),
             subtopic: reply_subtopic(&envelope.subtopic),
+            shape: shape_of(&envelope.subtopic),
         }
     }
 
@@ -41,7 +72,9 @@ impl ReplyRoute {
         if parts.next().is_some()
             || channel.is_empty()
             || topic.is_empty()
-            || !subtopic.eq_ignore_ascii_case(GET_DATA_PRIVACY_STATUS)
+            || !REQUEST_SUBTOPICS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(subtopic))
         {
             return None;
         }
@@ -49,6 +82,7 @@ impl ReplyRoute {
             channel: channel.to_owned(),
             topic: topic.to_owned(),
             subtopic: reply_subtopic(subtopic),
+            shape: shape_of(subtopic),
         })
     }
 
@@ -71,8 +105,16 @@ pub fn success_payload(request_id: &str) -> Value {
     json!({ "response": request_id })
 }
 
-/// `{"response": null, "error": {"code", "message", "fields"}}`.
+/// The error reply for a rejection: `{"response": null, "error": {"code",
+/// "message", "fields"}}` for the LCM flow, `{"error": "..."}` for RCDP.
 pub fn failure_payload(rejection: &Rejection) -> Value {
+    if rejection
+        .route
+        .as_ref()
+        .is_some_and(|r| r.shape == ReplyShape::Rcdp)
+    {
+        return rcdp_error(&rejection.message);
+    }
     json!({
         "response": null,
         "error": {
@@ -81,6 +123,11 @@ pub fn failure_payload(rejection: &Rejection) -> Value {
             "fields": rejection.fields,
         }
     })
+}
+
+/// `{"error": "..."}`, the RCDP documents' error body.
+pub fn rcdp_error(message: &str) -> Value {
+    json!({ "error": message })
 }
 
 #[derive(Serialize)]

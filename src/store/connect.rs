@@ -68,6 +68,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Where the key file lives when none is configured: next to an SQLite
+    /// database (`requests.db` → `requests.keys.json`); `None` for PostgreSQL.
+    pub fn default_key_file(&self) -> Option<PathBuf> {
+        match &self.pools {
+            Pools::Sqlite(pool) => {
+                let file = pool.connect_options().get_filename().to_owned();
+                Some(file.with_extension("keys.json"))
+            }
+            Pools::Postgres(_) => None,
+        }
+    }
+}
+
 /// Opens `path` and takes an exclusive advisory lock on it, waiting as long as
 /// another holder keeps it; released when the returned file is dropped.
 async fn lock_file(path: PathBuf) -> Result<File, StoreError> {

@@ -9,15 +9,18 @@
 
 mod connect;
 mod error;
-mod lcm;
+mod lifecycle;
 mod queries;
 
 use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
-pub use lcm::{NewLcmRequest, Recorded};
-pub use queries::{RequestEvent, RequestSummary};
+pub use lifecycle::{
+    Answered, Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision,
+    StoredIdentifier,
+};
+pub use queries::{RequestEvent, RequestSummary, SealedDetail};
 
 /// The request store. Cheap to clone: it holds a connection pool.
 #[derive(Debug, Clone)]

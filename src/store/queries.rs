@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, on_pool};
+use crate::crypto::Sealed;
 
 /// A request's lifecycle facts, without personal data.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -17,10 +18,24 @@ pub struct RequestSummary {
     pub kind: String,
     /// Lifecycle status.
     pub status: String,
+    /// `account`, `gcrid`, `email`, `mobile` or `customer`.
+    pub identifier_type: String,
     /// How many distinct bus messages were answered with this request's id.
     pub messages: i64,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+    /// When its status last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A request's encrypted identifier and the personal data of its messages, for
+/// an operator's `--reveal`.
+#[derive(Debug, Clone)]
+pub struct SealedDetail {
+    /// The identifier value, encrypted.
+    pub identifier: Sealed,
+    /// Each message: operation, non-personal details (JSON), encrypted personal data.
+    pub messages: Vec<(String, String, Option<Sealed>)>,
 }
 
 /// One entry of a request's audit trail.
@@ -38,9 +53,12 @@ pub struct RequestEvent {
     pub reason: String,
 }
 
-const SELECT_SUMMARY: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, \
+const SUMMARY_COLUMNS: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type, \
     (SELECT COUNT(*) FROM inbound_messages m WHERE m.request_id = r.id) AS messages, \
-    r.created_at FROM privacy_requests r WHERE r.id = $1";
+    r.created_at, r.updated_at FROM privacy_requests r";
+
+/// operation, details, personal_data, personal_key_id
+type MessageRow = (String, String, Option<Vec<u8>>, Option<String>);
 
 const SELECT_EVENTS: &str = "SELECT at, actor, from_status, to_status, reason \
     FROM request_events WHERE request_id = $1 ORDER BY id";
@@ -48,7 +66,42 @@ const SELECT_EVENTS: &str = "SELECT at, actor, from_status, to_status, reason \
 impl Store {
     /// One request's summary.
     pub async fn request_summary(&self, id: i64) -> Result<Option<RequestSummary>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(SELECT_SUMMARY).bind(id).fetch_optional(pool).await?))
+        let sql = format!("{SUMMARY_COLUMNS} WHERE r.id = $1");
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?))
+    }
+
+    /// Requests, newest first, optionally of one status and one tenant.
+    pub async fn list_requests(
+        &self,
+        status: Option<&str>,
+        tenant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RequestSummary>, StoreError> {
+        let sql = format!(
+            "{SUMMARY_COLUMNS} WHERE ($1 IS NULL OR r.status = $1) AND ($2 IS NULL OR r.tenant = $2) \
+             ORDER BY r.id DESC LIMIT $3"
+        );
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(status).bind(tenant).bind(limit).fetch_all(pool).await?))
+    }
+
+    /// The encrypted personal data of a request and its messages.
+    pub async fn sealed_detail(&self, id: i64) -> Result<Option<SealedDetail>, StoreError> {
+        on_pool!(self, pool => {
+            let identifier: Option<(Vec<u8>, String)> = sqlx::query_as(
+                "SELECT identifier_value, key_id FROM privacy_requests WHERE id = $1",
+            ).bind(id).fetch_optional(pool).await?;
+            let Some((bytes, key_id)) = identifier else { return Ok(None) };
+            let rows: Vec<MessageRow> = sqlx::query_as(
+                "SELECT operation, details, personal_data, personal_key_id FROM inbound_messages \
+                 WHERE request_id = $1 ORDER BY id",
+            ).bind(id).fetch_all(pool).await?;
+            let messages = rows.into_iter().map(|(operation, details, bytes, key_id)| {
+                let sealed = bytes.zip(key_id).map(|(bytes, key_id)| Sealed { key_id, bytes });
+                (operation, details, sealed)
+            }).collect();
+            Ok(Some(SealedDetail { identifier: Sealed { key_id, bytes }, messages }))
+        })
     }
 
     /// One request's audit trail, oldest first.

@@ -50,7 +50,8 @@ pub enum Backend {
 pub enum TestDatabase {
     /// Held so the directory lives as long as the test.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(String),
+    /// The database name, and a directory holding its key file.
+    Postgres(String, #[allow(dead_code)] tempfile::TempDir),
 }
 
 impl TestDatabase {
@@ -72,13 +73,29 @@ impl TestDatabase {
                     .await
                     .expect("create test database");
                 let base = admin.rsplit_once('/').expect("URL has a database path").0;
-                (Self::Postgres(name.clone()), format!("{base}/{name}"))
+                (
+                    Self::Postgres(name.clone(), tempfile::tempdir().expect("temp dir")),
+                    format!("{base}/{name}"),
+                )
+            }
+        }
+    }
+
+    /// The key file a worker on this database uses: with SQLite the default one
+    /// next to the database (created by the worker), with PostgreSQL a fresh one.
+    pub fn key_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(_, dir) => {
+                let path = dir.path().join("keys.json");
+                privacy_worker::crypto::Keys::load_or_create(&path).expect("test keys");
+                Some(path)
             }
         }
     }
 
     pub async fn drop_database(self) {
-        if let Self::Postgres(name) = self {
+        if let Self::Postgres(name, _) = self {
             let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
                 .await
                 .expect("admin connection");
@@ -155,6 +172,8 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         drain_timeout: Duration::from_secs(10),
         reply_source: "privacy-worker".into(),
         tenant: "default".into(),
+        tenants: vec![],
+        key_file: None,
     }
 }
 
@@ -191,7 +210,8 @@ pub async fn spawn_app_with(
 pub async fn test_env(backend: Backend) -> TestApp {
     init_logs();
     let (database, url) = TestDatabase::create(backend).await;
-    let settings = worker_settings(test_topology(), url);
+    let mut settings = worker_settings(test_topology(), url);
+    settings.key_file = database.key_file();
     let bus = Bus::connect().await;
     bus.declare(&settings.topology).await;
     let store = Store::connect(&settings.store).await.expect("test store");
@@ -224,6 +244,9 @@ impl TestApp {
         let mut env = topology_env(self.topology());
         env.push(("AMQP_URL", self.settings.amqp_url.clone()));
         env.push(("DATABASE_URL", self.settings.store.url.clone()));
+        if let Some(path) = &self.settings.key_file {
+            env.push(("PRIVACY_KEY_FILE", path.display().to_string()));
+        }
         env
     }
 
@@ -250,7 +273,10 @@ impl TestApp {
     pub async fn publish_burst(&self, prefix: &str, n: usize) {
         for i in 0..n {
             let id = format!("{prefix}-{i}");
-            let body = sample_with(&[("callid", serde_json::json!(id))]);
+            let body = sample_with(&[
+                ("callid", serde_json::json!(id)),
+                ("AccountNumber", serde_json::json!(format!("acct-{id}"))),
+            ]);
             self.bus
                 .publish_pipelined(
                     &self.topology().exchange,

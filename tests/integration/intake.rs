@@ -245,7 +245,10 @@ async fn a_thousand_requests_get_a_thousand_distinct_ids(backend: Backend) {
     let mut replies = app.replies().await;
 
     for i in 0..1000 {
-        let body = sample_with(&[("callid", json!(format!("call-{i}")))]);
+        let body = sample_with(&[
+            ("callid", json!(format!("call-{i}"))),
+            ("AccountNumber", json!(format!("account-{i}"))),
+        ]);
         let id = format!("m-{i}");
         app.bus
             .publish_pipelined(

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use jsonschema::error::ValidationErrorKind;
-use privacy_worker::protocol::{Limits, parse_request};
+use privacy_worker::protocol::{ParseContext, parse_request};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -118,7 +118,7 @@ fn every_protocol_case_gets_its_documented_verdict() {
     assert!(cases.len() >= 40, "the table lost cases");
     let mut failures = Vec::new();
     for case in &cases {
-        let verdict = parse_request(&case.body(), ROUTING_KEY, Limits::default());
+        let verdict = parse_request(&case.body(), ROUTING_KEY, ParseContext::default());
         match (&case.expect, verdict) {
             (Expect::Ok(ok), Ok(_)) if ok == "ok" => {}
             (Expect::Rejected { code, fields }, Err(rejection)) => {

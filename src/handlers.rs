@@ -1,0 +1,325 @@
+//! What each operation does with a valid message: the LCM agent request, and the
+//! RCDP register, revoke and status operations. It seals personal data, computes
+//! blind indexes, asks the store to decide under the lifecycle rules, and builds
+//! the reply body the documents prescribe for each decision.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::Keys;
+use crate::protocol::{
+    Operation, PrivacyRequest, RcdpRequest, RequestKind, StatusQuery, ValidRequest, rcdp_error,
+    success_payload,
+};
+use crate::store::{
+    Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
+    StoredIdentifier,
+};
+
+/// The delivery facts recorded with a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// AMQP message_id.
+    pub message_id: Option<&'a str>,
+    /// AMQP correlation_id.
+    pub correlation_id: Option<&'a str>,
+    /// AMQP reply_to.
+    pub reply_to: Option<&'a str>,
+    /// Its routing key.
+    pub routing_key: &'a str,
+    /// When it was taken.
+    pub received_at: DateTime<Utc>,
+}
+
+/// How an operation was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    /// The request the reply is about, if any.
+    pub request_id: Option<i64>,
+    /// The reply payload, JSON text.
+    pub reply_payload: String,
+    /// For the log line: recorded, joined, refused, revoked, status, replayed.
+    pub outcome: &'static str,
+}
+
+/// Runs operations against the store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handlers {
+    store: Store,
+    keys: Arc<Keys>,
+    lcm_tenant: String,
+}
+
+const IDENTIFIER_CONTEXT: &str = "privacy_requests.identifier_value";
+const PERSONAL_CONTEXT: &str = "inbound_messages.personal_data";
+
+impl Handlers {
+    /// Handlers over a store, with the keys for personal data and the LCM tenant.
+    pub fn new(store: Store, keys: Arc<Keys>, lcm_tenant: String) -> Self {
+        Self {
+            store,
+            keys,
+            lcm_tenant,
+        }
+    }
+
+    /// Handles one valid message.
+    pub async fn handle(
+        &self,
+        valid: &ValidRequest,
+        delivery: Delivery<'_>,
+    ) -> Result<Handled, StoreError> {
+        let source = valid.source.as_deref();
+        match &valid.operation {
+            Operation::Lcm(request) => self.lcm(request, source, delivery).await,
+            Operation::Register(request) => self.register(request, source, delivery).await,
+            Operation::Revoke(request) => self.revoke(request, source, delivery).await,
+            Operation::Status(query) => self.status(query).await,
+        }
+    }
+
+    async fn lcm(
+        &self,
+        r: &PrivacyRequest,
+        source: Option<&str>,
+        delivery: Delivery<'_>,
+    ) -> Result<Handled, StoreError> {
+        let account = r.account_number.trim();
+        let index = self.keys.blind_index("account", account);
+        let sealed_account = self.keys.seal(IDENTIFIER_CONTEXT, account.as_bytes());
+        let personal = json!({
+            "CustomerName": r.customer_name, "PhoneNumber": r.phone_number,
+            "OtherPhoneNumber": r.other_phone_number, "EmailID": r.email_id,
+            "OtherEmailID": r.other_email_id, "AgentComments": r.agent_comments,
+            "AccountNumber": r.account_number, "CustomerID": r.customer_id,
+        });
+        let sealed_personal = self
+            .keys
+            .seal(PERSONAL_CONTEXT, personal.to_string().as_bytes());
+        let idempotency_key = match delivery.message_id.filter(|m| !m.is_empty()) {
+            Some(id) => format!("mid:{id}"),
+            None => {
+                let natural = format!("{}|{}", self.lcm_tenant, r.natural_key());
+                format!("nk:{:x}", Sha256::digest(natural.as_bytes()))
+            }
+        };
+        let actor = format!("agent:{}", r.agent_id.trim());
+        let new = NewRegistration {
+            tenant: &self.lcm_tenant,
+            flow: "lcm",
+            kind: RequestKind::Access,
+            pseudonymize: r.is_pseudonymize,
+            identifier: StoredIdentifier {
+                kind: "account",
+                index: &index,
+                sealed: &sealed_account,
+            },
+            source,
+            actor: &actor,
+            join_pending: true,
+            message: message(
+                "GetDataPrivacyStatusRequest",
+                Some(idempotency_key),
+                source,
+                delivery,
+                json!({"CallId": r.call_id, "AgentID": r.agent_id, "RequestType": r.request_type,
+                       "IsPseudonymize": r.is_pseudonymize}),
+                Some(&sealed_personal),
+            ),
+        };
+        let answered = self.store.register(&new, |decision| match decision {
+            Decision::Registered(id) | Decision::Joined(id) | Decision::Duplicate { id, .. } => {
+                success_payload(&id.to_string()).to_string()
+            }
+            Decision::ForgetPending(id) => json!({
+                "response": null,
+                "error": {
+                    "code": "forget_pending",
+                    "message": format!("a forget request for this customer is pending (tracking id {id}); it must be revoked before a new request"),
+                    "fields": [],
+                }
+            }).to_string(),
+        }).await?;
+        let outcome = match answered.decision {
+            None => "replayed",
+            Some(Decision::Registered(_)) => "recorded",
+            Some(Decision::Joined(_) | Decision::Duplicate { .. }) => "joined",
+            Some(Decision::ForgetPending(_)) => "refused",
+        };
+        Ok(Handled {
+            request_id: answered.request_id,
+            reply_payload: answered.reply_payload,
+            outcome,
+        })
+    }
+
+    async fn register(
+        &self,
+        r: &RcdpRequest,
+        source: Option<&str>,
+        delivery: Delivery<'_>,
+    ) -> Result<Handled, StoreError> {
+        let kind = r.identifier.kind.as_str();
+        let index = self.keys.blind_index(kind, &r.identifier.value);
+        let sealed = self
+            .keys
+            .seal(IDENTIFIER_CONTEXT, r.identifier.value.as_bytes());
+        let actor = format!("source:{}", r.source);
+        let new = NewRegistration {
+            tenant: &r.tenant,
+            flow: "rcdp",
+            kind: r.kind,
+            pseudonymize: false,
+            identifier: StoredIdentifier {
+                kind,
+                index: &index,
+                sealed: &sealed,
+            },
+            source: Some(&r.source),
+            actor: &actor,
+            join_pending: false,
+            message: message(
+                "RegisterGdprRequest",
+                rcdp_key(delivery),
+                source,
+                delivery,
+                rcdp_details(r),
+                None,
+            ),
+        };
+        let answered = self.store.register(&new, |decision| match decision {
+            Decision::Registered(id) | Decision::Joined(id) => json!({
+                "status": "OK",
+                "data": {"message": "Request submitted successfully.", "trackingId": id}
+            }).to_string(),
+            Decision::Duplicate { id, status } => rcdp_error(&format!(
+                "Request already exist with tracking id:[{id}] and request status : [{status}]"
+            )).to_string(),
+            Decision::ForgetPending(id) => rcdp_error(&format!(
+                "Request already exist for [forget] with tracking id:{id}, revoke the existing request before raising any new request."
+            )).to_string(),
+        }).await?;
+        let outcome = match answered.decision {
+            None => "replayed",
+            Some(Decision::Registered(_) | Decision::Joined(_)) => "recorded",
+            Some(_) => "refused",
+        };
+        Ok(Handled {
+            request_id: answered.request_id,
+            reply_payload: answered.reply_payload,
+            outcome,
+        })
+    }
+
+    async fn revoke(
+        &self,
+        r: &RcdpRequest,
+        source: Option<&str>,
+        delivery: Delivery<'_>,
+    ) -> Result<Handled, StoreError> {
+        let index = self
+            .keys
+            .blind_index(r.identifier.kind.as_str(), &r.identifier.value);
+        let actor = format!("source:{}", r.source);
+        let new = NewRevocation {
+            tenant: &r.tenant,
+            kind: r.kind,
+            identifier_index: &index,
+            actor: &actor,
+            message: message(
+                "RevokeGdprActions",
+                rcdp_key(delivery),
+                source,
+                delivery,
+                rcdp_details(r),
+                None,
+            ),
+        };
+        let answered = self.store.revoke(&new, |decision| match decision {
+            RevokeDecision::Revoked(_) => {
+                let text = format!("{} request successfully revoked.", r.kind.title());
+                json!({"status": "OK", "message": text, "data": text}).to_string()
+            }
+            RevokeDecision::NotRevocable { id, status } => rcdp_error(&format!(
+                "Request with tracking id:[{id}] has request status : [{status}]; only requests in status [registered] can be revoked."
+            )).to_string(),
+            RevokeDecision::NotFound => rcdp_error(&format!(
+                "No {} request found to revoke.", r.kind.as_str()
+            )).to_string(),
+        }).await?;
+        let outcome = match answered.decision {
+            None => "replayed",
+            Some(RevokeDecision::Revoked(_)) => "revoked",
+            Some(_) => "refused",
+        };
+        Ok(Handled {
+            request_id: answered.request_id,
+            reply_payload: answered.reply_payload,
+            outcome,
+        })
+    }
+
+    async fn status(&self, query: &StatusQuery) -> Result<Handled, StoreError> {
+        let summary = self.store.request_summary(query.tracking_id).await?;
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let reply = match summary.filter(|s| s.tenant == query.tenant) {
+            Some(s) => json!({
+                "status": "OK",
+                "data": {
+                    "trackingId": s.id, "reqType": s.kind, "requestStatus": s.status,
+                    "createdAt": stamp(s.created_at), "updatedAt": stamp(s.updated_at),
+                }
+            }),
+            // Another tenant's request is reported exactly like a missing one.
+            None => rcdp_error(&format!(
+                "No request found with tracking id:[{}].",
+                query.tracking_id
+            )),
+        };
+        Ok(Handled {
+            request_id: Some(query.tracking_id),
+            reply_payload: reply.to_string(),
+            outcome: "status",
+        })
+    }
+}
+
+/// RCDP messages are idempotent by message_id, else correlation_id; a message
+/// with neither is handled afresh each time it arrives (the lifecycle rules then
+/// refuse a duplicate registration).
+fn rcdp_key(delivery: Delivery<'_>) -> Option<String> {
+    let message_id = delivery.message_id.filter(|s| !s.is_empty());
+    let correlation_id = delivery.correlation_id.filter(|s| !s.is_empty());
+    message_id
+        .map(|id| format!("mid:{id}"))
+        .or_else(|| correlation_id.map(|id| format!("cid:{id}")))
+}
+
+fn rcdp_details(r: &RcdpRequest) -> Value {
+    json!({"reqType": r.kind.as_str(), "reqParam": r.identifier.kind.as_str(), "reqSource": r.source})
+}
+
+fn message<'a>(
+    operation: &'a str,
+    idempotency_key: Option<String>,
+    source: Option<&'a str>,
+    delivery: Delivery<'a>,
+    details: Value,
+    personal: Option<&'a crate::crypto::Sealed>,
+) -> NewMessage<'a> {
+    NewMessage {
+        idempotency_key,
+        operation,
+        source,
+        message_id: delivery.message_id,
+        correlation_id: delivery.correlation_id,
+        reply_to: delivery.reply_to,
+        routing_key: delivery.routing_key,
+        details: details.to_string(),
+        personal,
+        received_at: delivery.received_at,
+    }
+}
