@@ -346,6 +346,28 @@ impl TestApp {
     }
 }
 
+/// Everything the database holds, as text: every row of every table (PostgreSQL),
+/// or the raw bytes of the database file and its WAL (SQLite).
+pub async fn dump_database(app: &TestApp) -> String {
+    let url = &app.settings.store.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut bytes = std::fs::read(path).expect("database file");
+        bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("database");
+    let mut dump = String::new();
+    for table in ["privacy_requests", "inbound_messages", "request_events"] {
+        let sql = format!("SELECT row_to_json(t)::text FROM {table} t");
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .expect("dump table");
+        dump.push_str(&rows.join("\n"));
+    }
+    dump
+}
+
 /// A reply as a client sees it.
 #[derive(Debug, Clone)]
 pub struct Reply {

@@ -4,6 +4,7 @@
 mod faults;
 mod helpers;
 mod intake;
+mod lifecycle;
 mod logs;
 mod process;
 mod protocol;
