@@ -54,6 +54,75 @@ pub enum Command {
     Send(SendArgs),
     /// Inspect or replay the messages parked in the dead queue.
     Dlq(DlqArgs),
+    /// Look at requests, revoke one, read its audit trail (operators).
+    Requests(RequestsArgs),
+}
+
+/// Options of `requests`.
+#[derive(Debug, Clone, Args)]
+pub struct RequestsArgs {
+    /// The store, as for `run`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://privacy-worker.db"
+    )]
+    pub database_url: String,
+    /// Key file, as for `run` (needed by `show --reveal`).
+    #[arg(long, env = "PRIVACY_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Who is acting, for the audit trail.
+    #[arg(long, env = "PRIVACY_OPERATOR", default_value = "operator")]
+    pub operator: String,
+    #[command(subcommand)]
+    pub action: RequestsAction,
+}
+
+/// Operator actions on requests.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RequestsAction {
+    /// List requests, newest first (no personal data).
+    List {
+        /// Only this status (registered, in_progress, completed, failed, revoked).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request; personal data only with --reveal, which is audited.
+    Show {
+        /// Request id.
+        id: i64,
+        /// Decrypt and show the identifier and the personal data of its messages.
+        #[arg(long)]
+        reveal: bool,
+        /// Why the personal data is revealed (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke a registered request.
+    Revoke {
+        /// Request id.
+        id: i64,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit trail of one request.
+    Audit {
+        /// Request id.
+        id: i64,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of `dlq`.

@@ -13,6 +13,7 @@
 //! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
 //! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
+//! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod dlq;
 pub mod handlers;
 pub mod intake;
+pub mod operator;
 pub mod protocol;
 pub mod send;
 pub mod store;

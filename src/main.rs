@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use privacy_worker::amqp::Broker;
 use privacy_worker::config::{Cli, Command, DlqAction, DlqArgs};
-use privacy_worker::{dlq, send, telemetry, worker};
+use privacy_worker::{dlq, operator, send, telemetry, worker};
 use tracing::error;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let answers_on_stdout = !matches!(cli.command, None | Some(Command::Run(_)));
+    telemetry::init(cli.log_format, answers_on_stdout);
     match cli.command {
         Some(Command::Send(args)) => match send::send(&args).await {
             Ok(reply) => {
@@ -28,6 +29,16 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("privacy-worker dlq: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Requests(args)) => match operator::run(&args).await {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("privacy-worker requests: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -6,7 +6,7 @@ use super::{Store, StoreError, on_pool};
 use crate::crypto::Sealed;
 
 /// A request's lifecycle facts, without personal data.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct RequestSummary {
     /// Request id.
     pub id: i64,
@@ -39,7 +39,7 @@ pub struct SealedDetail {
 }
 
 /// One entry of a request's audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct RequestEvent {
     /// When.
     pub at: DateTime<Utc>,

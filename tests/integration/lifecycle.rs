@@ -22,6 +22,7 @@ on_both_backends!(
     concurrent_registrations_for_one_customer_yield_one_request_and_one_duplicate_error,
     an_lcm_request_joins_the_pending_access_request_of_its_customer,
     personal_data_is_not_stored_in_plain_text,
+    operators_list_show_reveal_revoke_and_audit_requests,
 );
 
 /// An RCDP client with its own reply queue.
@@ -460,5 +461,87 @@ async fn personal_data_is_not_stored_in_plain_text(backend: Backend) {
     for secret in secrets {
         assert!(!dump.contains(secret), "{secret:?} is stored in plain text");
     }
+    app.stop().await;
+}
+
+/// Runs `privacy-worker requests ...` on the app's store as operator alice.
+async fn requests_command(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"));
+    command
+        .arg("requests")
+        .args(args)
+        .env("DATABASE_URL", &app.settings.store.url)
+        .env("PRIVACY_OPERATOR", "alice")
+        .env_remove("PRIVACY_KEY_FILE");
+    if let Some(path) = &app.settings.key_file {
+        command.env("PRIVACY_KEY_FILE", path);
+    }
+    let output = command.output().await.expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        (true, stdout)
+    } else {
+        (
+            false,
+            format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+        )
+    }
+}
+
+async fn operators_list_show_reveal_revoke_and_audit_requests(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let id = tracking_id(
+        &rcdp
+            .register("access", "email", "opal.operator@example.org", "t9")
+            .await,
+    );
+
+    let (ok, listed) = requests_command(&app, &["list", "--tenant", "t9", "--json"]).await;
+    assert!(ok, "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["id"], id);
+    assert_eq!(listed[0]["status"], "registered");
+
+    let (ok, shown) = requests_command(&app, &["show", &id.to_string()]).await;
+    assert!(ok, "{shown}");
+    assert!(
+        !shown.contains("opal.operator"),
+        "no personal data without --reveal"
+    );
+    let (ok, revealed) = requests_command(
+        &app,
+        &[
+            "show",
+            &id.to_string(),
+            "--reveal",
+            "--reason",
+            "subject access check",
+        ],
+    )
+    .await;
+    assert!(ok, "{revealed}");
+    assert!(revealed.contains("opal.operator@example.org"));
+
+    let (ok, revoked) = requests_command(
+        &app,
+        &["revoke", &id.to_string(), "--reason", "customer withdrew"],
+    )
+    .await;
+    assert!(ok, "{revoked}");
+    let (ok, again) =
+        requests_command(&app, &["revoke", &id.to_string(), "--reason", "twice"]).await;
+    assert!(!ok);
+    assert!(again.contains("has status [revoked]"), "{again}");
+
+    let (ok, audit) = requests_command(&app, &["audit", &id.to_string()]).await;
+    assert!(ok, "{audit}");
+    let lines: Vec<&str> = audit.lines().collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    assert!(lines[0].contains("source:test_1 - -> registered"));
+    assert!(lines[1].contains(
+        "operator:alice registered -> registered: personal data revealed: subject access check"
+    ));
+    assert!(lines[2].contains("operator:alice registered -> revoked: customer withdrew"));
     app.stop().await;
 }

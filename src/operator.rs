@@ -1,0 +1,138 @@
+//! `privacy-worker requests list | show | revoke | audit`: what an operator needs
+//! to answer "what happened to this request?" without a SQL prompt.
+//!
+//! Nothing here prints personal data unless `show --reveal` asks for it, and that
+//! request is itself written to the request's audit trail, with who and why.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::config::{RequestsAction, RequestsArgs};
+use crate::crypto::Keys;
+use crate::store::{Store, StoreSettings};
+
+/// Runs one operator action and returns what to print.
+pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
+    let store = Store::connect(&StoreSettings {
+        url: args.database_url.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+    })
+    .await
+    .context("opening the store")?;
+    let actor = format!("operator:{}", args.operator);
+    let output = match &args.action {
+        RequestsAction::List {
+            status,
+            tenant,
+            limit,
+            json,
+        } => {
+            let rows = store
+                .list_requests(status.as_deref(), tenant.as_deref(), *limit)
+                .await?;
+            if *json {
+                serde_json::to_string_pretty(&rows)?
+            } else {
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{} tenant={} flow={} kind={} status={} identifier={} messages={} created={} updated={}",
+                            r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type,
+                            r.messages, r.created_at.to_rfc3339(), r.updated_at.to_rfc3339()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        RequestsAction::Show { id, reveal, reason } => {
+            let summary = store
+                .request_summary(*id)
+                .await?
+                .with_context(|| format!("no request {id}"))?;
+            let mut shown = json!({ "request": summary });
+            if *reveal {
+                let keys = load_keys(args, &store)?;
+                let detail = store
+                    .sealed_detail(*id)
+                    .await?
+                    .with_context(|| format!("no request {id}"))?;
+                let identifier =
+                    keys.open("privacy_requests.identifier_value", &detail.identifier)?;
+                let mut messages = Vec::new();
+                for (operation, details, personal) in &detail.messages {
+                    let personal: Value = match personal {
+                        Some(sealed) => serde_json::from_slice(
+                            &keys.open("inbound_messages.personal_data", sealed)?,
+                        )?,
+                        None => Value::Null,
+                    };
+                    let details: Value = serde_json::from_str(details)?;
+                    messages.push(json!({"operation": operation, "details": details, "personal_data": personal}));
+                }
+                shown["identifier_value"] = json!(String::from_utf8_lossy(&identifier));
+                shown["messages"] = json!(messages);
+                let why = if reason.is_empty() {
+                    "no reason given"
+                } else {
+                    reason
+                };
+                store
+                    .note(*id, &actor, &format!("personal data revealed: {why}"))
+                    .await?;
+            }
+            serde_json::to_string_pretty(&shown)?
+        }
+        RequestsAction::Revoke { id, reason } => {
+            match store
+                .transition(*id, &["registered"], "revoked", &actor, reason)
+                .await?
+            {
+                None => bail!("no request {id}"),
+                Some(Err(status)) => bail!(
+                    "request {id} has status [{status}]; only requests in status [registered] can be revoked"
+                ),
+                Some(Ok(_)) => format!("request {id} revoked"),
+            }
+        }
+        RequestsAction::Audit { id, json } => {
+            store
+                .request_summary(*id)
+                .await?
+                .with_context(|| format!("no request {id}"))?;
+            let events = store.request_events(*id).await?;
+            if *json {
+                serde_json::to_string_pretty(&events)?
+            } else {
+                events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {} -> {}: {}",
+                            e.at.to_rfc3339(),
+                            e.actor,
+                            e.from_status.as_deref().unwrap_or("-"),
+                            e.to_status,
+                            e.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    };
+    store.close().await;
+    Ok(output)
+}
+
+fn load_keys(args: &RequestsArgs, store: &Store) -> anyhow::Result<Keys> {
+    let path = args
+        .key_file
+        .clone()
+        .or_else(|| store.default_key_file())
+        .context("--reveal needs PRIVACY_KEY_FILE with PostgreSQL")?;
+    Ok(Keys::load(&path)?)
+}
