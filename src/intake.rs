@@ -26,8 +26,8 @@ use tracing::{info, warn};
 use crate::amqp::{AmqpError, Incoming, Outgoing, Publisher};
 use crate::handlers::{Delivery, Handlers};
 use crate::protocol::{
-    self, LCM_CHANNEL, LCM_TOPIC, ParseContext, RcdpHeaders, Rejection, ReplyRoute, ReplyShape,
-    SET_DATA_PRIVACY_STATUS, failure_payload, reply_body,
+    self, LCM_CHANNEL, LCM_TOPIC, Operation, ParseContext, RcdpHeaders, Rejection, ReplyRoute,
+    ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, rcdp_error, reply_body,
 };
 use crate::store::StoreError;
 use crate::store_gate::StoreGate;
@@ -198,6 +198,11 @@ impl Intake {
             (FIRST_FAILURE, first),
             ("x-privacy-last-failure-at", now),
         ];
+        if let Outcome::Dead = outcome {
+            // The sender is told now rather than left waiting; the reply goes
+            // first so that a failure to send it leaves the message unparked.
+            self.reply_internal_error(incoming).await?;
+        }
         self.publisher.park(incoming, &queue, &headers).await?;
         warn!(
             correlation_id = incoming.correlation_id.as_deref().or(incoming.message_id.as_deref()).unwrap_or(""),
@@ -209,8 +214,8 @@ impl Intake {
         Ok(outcome)
     }
 
-    /// One attempt: parse, decide and record, reply.
-    async fn process(&self, incoming: &Incoming) -> Result<Outcome, Failure> {
+    /// Parses a delivery with its headers and the configured tenants.
+    fn parse(&self, incoming: &Incoming) -> Result<ValidRequest, Rejection> {
         let req_param_value = incoming.header("reqParamValue");
         let tenant_hash = incoming.header("tenant_hash");
         let context = ParseContext {
@@ -221,7 +226,38 @@ impl Intake {
             },
             tenants: &self.settings.tenants,
         };
-        let valid = match protocol::parse_request(&incoming.body, &incoming.routing_key, context) {
+        protocol::parse_request(&incoming.body, &incoming.routing_key, context)
+    }
+
+    /// Tells the sender its request could not be recorded (it is being parked in
+    /// the dead queue), in the documents' words for RCDP.
+    async fn reply_internal_error(&self, incoming: &Incoming) -> Result<(), AmqpError> {
+        let Ok(valid) = self.parse(incoming) else {
+            return Ok(());
+        };
+        let payload = match &valid.operation {
+            Operation::Register(_) => {
+                rcdp_error("Internal server error while registering the request.")
+            }
+            Operation::Revoke(_) => rcdp_error("Internal server error while revoking the request."),
+            Operation::Status(_) => {
+                rcdp_error("Internal server error while reading the request status.")
+            }
+            Operation::Lcm(_) => serde_json::json!({
+                "response": null,
+                "error": {
+                    "code": "internal_error",
+                    "message": "the request could not be recorded; it is parked for an operator",
+                    "fields": [],
+                }
+            }),
+        };
+        self.reply(incoming, Some(&valid.route), &payload).await
+    }
+
+    /// One attempt: parse, decide and record, reply.
+    async fn process(&self, incoming: &Incoming) -> Result<Outcome, Failure> {
+        let valid = match self.parse(incoming) {
             Ok(valid) => valid,
             Err(rejection) => return self.refuse(incoming, &rejection).await,
         };

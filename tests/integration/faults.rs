@@ -142,10 +142,18 @@ async fn a_message_that_always_fails_is_parked_dead_after_its_attempts_while_oth
         !headers["x-privacy-last-error"].contains("rajat"),
         "no personal data in headers"
     );
-    assert!(
-        !answers.by_correlation.contains_key("poison-1"),
-        "the poison got no success reply"
-    );
+    // The sender is told, instead of waiting for an answer that will not come.
+    while answers.errors.is_empty() {
+        let reply = replies
+            .next_within(Duration::from_secs(10))
+            .await
+            .expect("an error reply");
+        answers.errors.push(reply);
+    }
+    let told = answers.errors.remove(0);
+    assert_eq!(told.correlation_id.as_deref(), Some("poison-1"));
+    assert_eq!(told.body["message"]["error"]["code"], "internal_error");
+    assert!(!answers.by_correlation.contains_key("poison-1"));
     app.assert_exactly_once(&answers, 200).await;
     app.stop().await;
 }
@@ -284,5 +292,27 @@ async fn two_instances_with_one_killed_mid_burst_lose_and_double_nothing() {
         "the second instance took its share"
     );
     assert!(second.sigterm(Duration::from_secs(30)).await.success());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rcdp_registration_that_cannot_be_stored_gets_the_documented_internal_error() {
+    let app = spawn_app_with(Backend::Postgres, |s| s.retry_attempts = 2).await;
+    let mut rcdp = crate::lifecycle::Rcdp::new(&app).await;
+    // reqSource lands in the audit trail as text; PostgreSQL refuses the NUL.
+    let body = json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "a\u{0}b"});
+    let reply = rcdp
+        .call("RegisterGdprRequest", body, Some("G-1"), Some("t1"))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"error": "Internal server error while registering the request."})
+    );
+    let dead = &app.topology().dead_queue;
+    assert_eq!(
+        app.bus.depth_becomes(dead, 1).await,
+        1,
+        "parked for an operator"
+    );
     app.stop().await;
 }

@@ -292,6 +292,8 @@ impl TestApp {
     /// Asserts that `answers` hold `n` distinct requests with `n` distinct ids, that
     /// the store recorded each exactly once, and that nothing is left or parked.
     pub async fn assert_exactly_once(&self, answers: &Answers, n: usize) {
+        let errors: Vec<&Value> = answers.errors.iter().map(|r| &r.body).collect();
+        assert!(errors.is_empty(), "error replies: {errors:?}");
         assert_eq!(answers.by_correlation.len(), n, "requests answered");
         let ids: std::collections::HashSet<&String> = answers.by_correlation.values().collect();
         assert_eq!(ids.len(), n, "distinct ids");
@@ -401,6 +403,8 @@ pub struct Answers {
     pub by_correlation: HashMap<String, String>,
     /// Replies seen, repeats included (a redelivered request is answered again).
     pub replies: usize,
+    /// Error replies, kept aside.
+    pub errors: Vec<Reply>,
 }
 
 impl Answers {

@@ -23,10 +23,24 @@ on_both_backends!(
     an_lcm_request_joins_the_pending_access_request_of_its_customer,
     personal_data_is_not_stored_in_plain_text,
     operators_list_show_reveal_revoke_and_audit_requests,
+    unknown_tenants_are_refused_when_a_tenant_list_is_configured,
 );
 
+async fn unknown_tenants_are_refused_when_a_tenant_list_is_configured(backend: Backend) {
+    let app =
+        crate::helpers::spawn_app_with(backend, |s| s.tenants = vec!["t1".into(), "t2".into()])
+            .await;
+    let mut rcdp = Rcdp::new(&app).await;
+    tracking_id(&rcdp.register("access", "gcrid", "G-7", "t2").await);
+    assert_eq!(
+        rcdp.register("access", "gcrid", "G-7", "t3").await,
+        json!({"error": "tenant_hash names no known tenant."})
+    );
+    app.stop().await;
+}
+
 /// An RCDP client with its own reply queue.
-struct Rcdp<'a> {
+pub struct Rcdp<'a> {
     app: &'a TestApp,
     queue: String,
     replies: Replies,
@@ -34,7 +48,7 @@ struct Rcdp<'a> {
 }
 
 impl<'a> Rcdp<'a> {
-    async fn new(app: &'a TestApp) -> Self {
+    pub async fn new(app: &'a TestApp) -> Self {
         let queue = app.bus.private_queue().await;
         let replies = app.bus.consume(&queue).await;
         Self {
@@ -76,7 +90,7 @@ impl<'a> Rcdp<'a> {
     }
 
     /// Publishes and returns the reply's payload (`message`).
-    async fn call(
+    pub async fn call(
         &mut self,
         subtopic: &str,
         body: Value,
