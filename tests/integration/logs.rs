@@ -174,6 +174,17 @@ async fn a_configuration_that_cannot_work_exits_non_zero_with_the_reason() {
     assert!(!status.success());
     assert!(text.contains("AMQP_URL is not an AMQP URL"), "{text}");
 
+    // Personal data is stored encrypted: PostgreSQL without a key file cannot start.
+    let (database, url) =
+        crate::helpers::TestDatabase::create(crate::helpers::Backend::Postgres).await;
+    let (status, text) = run_with("DATABASE_URL", &url).await;
+    database.drop_database().await;
+    assert!(!status.success());
+    assert!(
+        text.contains("PRIVACY_KEY_FILE is required with PostgreSQL"),
+        "{text}"
+    );
+
     // A work queue that exists with other arguments (a classic queue) cannot be used.
     let bus = Bus::connect().await;
     let classic = format!("test.classic.{}", uuid::Uuid::new_v4().simple());
