@@ -56,6 +56,45 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Look at requests, revoke one, read its audit trail (operators).
     Requests(RequestsArgs),
+    /// Measure intake throughput and latency against the echo stand-in.
+    Bench(BenchArgs),
+    /// The bench's stand-in for the worker: consume, reply, ack; no database.
+    #[command(hide = true)]
+    Echo(Box<RunArgs>),
+}
+
+/// Options of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Requests per run.
+    #[arg(long, default_value_t = 20_000)]
+    pub n: usize,
+    /// Requests published but not yet confirmed, at most.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Publish at this many requests per second instead of as fast as the window allows.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Rounds; each runs every mode once.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// echo, worker or both (alternating).
+    #[arg(long, default_value = "both")]
+    pub mode: String,
+    /// The worker's store.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://bench.db")]
+    pub database_url: String,
+    /// The worker's key file (required with PostgreSQL).
+    #[arg(long, env = "PRIVACY_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Prefetch of the worker and the echo.
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: u16,
+    /// Give up waiting for replies after this long.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
 }
 
 /// Options of `requests`.

@@ -14,9 +14,11 @@
 //! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
+//! - [`bench`]: the `bench` subcommand and its echo stand-in.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
+pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod dlq;

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use privacy_worker::amqp::Broker;
 use privacy_worker::config::{Cli, Command, DlqAction, DlqArgs};
-use privacy_worker::{dlq, operator, send, telemetry, worker};
+use privacy_worker::{bench, dlq, operator, send, telemetry, worker};
 use tracing::error;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let answers_on_stdout = !matches!(cli.command, None | Some(Command::Run(_)));
+    let answers_on_stdout = !matches!(cli.command, None | Some(Command::Run(_) | Command::Echo(_)));
     telemetry::init(cli.log_format, answers_on_stdout);
     match cli.command {
         Some(Command::Send(args)) => match send::send(&args).await {
@@ -42,6 +42,34 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Bench(args)) => match bench::bench(&args).await {
+            Ok(lines) => {
+                if let Some(summary) = lines.last() {
+                    println!("{summary}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("privacy-worker bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Echo(args)) => {
+            let settings = args.settings();
+            let echo = bench::echo(
+                &settings.amqp_url,
+                &settings.topology,
+                settings.prefetch,
+                shutdown_signal(),
+            );
+            match echo.await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("privacy-worker echo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }

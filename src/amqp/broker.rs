@@ -155,6 +155,42 @@ impl Broker {
         })
     }
 
+    /// How many consumers `queue` has.
+    pub async fn consumer_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        let channel = self.connection.create_channel().await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await?;
+        let _ = channel.close(200, "counted".into()).await;
+        Ok(queue.consumer_count())
+    }
+
+    /// Deletes a topology's queues and exchange (the bench's fresh names).
+    pub async fn delete_topology(&self, topology: &Topology) {
+        let Ok(channel) = self.connection.create_channel().await else {
+            return;
+        };
+        let retry = topology.retry_queues().into_iter().map(|(name, _)| name);
+        let queues = [
+            &topology.work_queue,
+            &topology.invalid_queue,
+            &topology.dead_queue,
+        ];
+        for queue in queues.into_iter().cloned().chain(retry) {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = channel
+            .exchange_delete(topology.exchange.as_str().into(), Default::default())
+            .await;
+        let _ = channel.close(200, "deleted".into()).await;
+    }
+
     /// True while the connection is up.
     pub fn is_connected(&self) -> bool {
         self.connection.status().connected()
