@@ -100,6 +100,7 @@ impl<'a> Rcdp<'a> {
         self.send(subtopic, body, value, tenant).await;
         let reply = self.replies.take(1, WAIT).await.remove(0);
         assert_eq!(reply.body["subtopic"], format!("{subtopic}Response"));
+        crate::schemas::assert_valid_reply(&reply.body);
         reply.body["message"].clone()
     }
 

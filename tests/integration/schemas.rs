@@ -24,6 +24,29 @@ pub static ENVELOPE: LazyLock<Validator> = LazyLock::new(|| load("envelope.schem
 pub static REQUEST: LazyLock<Validator> = LazyLock::new(|| load("privacy-request.schema.json"));
 pub static REPLY: LazyLock<Validator> = LazyLock::new(|| load("reply.schema.json"));
 
+#[test]
+fn the_rcdp_documents_bodies_validate_against_the_rcdp_schemas() {
+    let request = load("rcdp-request.schema.json");
+    for body in [
+        serde_json::json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "test_1"}),
+        serde_json::json!({"reqType": "forget", "reqParam": "gcrid", "reqSource": "test_1"}),
+    ] {
+        assert!(request.is_valid(&body), "{body}");
+    }
+    assert!(!request.is_valid(
+        &serde_json::json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "elevenchars"})
+    ));
+    let reply = load("rcdp-reply.schema.json");
+    for body in [
+        serde_json::json!({"status": "OK", "data": {"message": "Request submitted successfully.", "trackingId": 595}}),
+        serde_json::json!({"error": "Request already exist with tracking id:[399] and request status : [registered]"}),
+        serde_json::json!({"status": "OK", "message": "Access request successfully revoked.", "data": "Access request successfully revoked."}),
+    ] {
+        assert!(reply.is_valid(&body), "{body}");
+    }
+    load("rcdp-status-request.schema.json");
+}
+
 /// Fails with every schema error when `reply` is not a valid reply.
 pub fn assert_valid_reply(reply: &Value) {
     let errors: Vec<String> = REPLY.iter_errors(reply).map(|e| e.to_string()).collect();
