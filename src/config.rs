@@ -58,6 +58,11 @@ pub enum Command {
     Requests(RequestsArgs),
     /// Measure intake throughput and latency against the echo stand-in.
     Bench(BenchArgs),
+    /// Create a key file with fresh random keys (owner-only); refuses to overwrite.
+    Keygen {
+        /// Where to write it, e.g. /etc/privacy-worker/keys.json.
+        path: std::path::PathBuf,
+    },
     /// The bench's stand-in for the worker: consume, reply, ack; no database.
     #[command(hide = true)]
     Echo(Box<RunArgs>),

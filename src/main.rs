@@ -70,6 +70,28 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Keygen { path }) => {
+            if path.exists() {
+                eprintln!(
+                    "privacy-worker keygen: {} exists; not overwriting keys",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            match privacy_worker::crypto::Keys::load_or_create(&path) {
+                Ok(_) => {
+                    println!(
+                        "wrote {} (owner-only); back it up and keep it private",
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("privacy-worker keygen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
