@@ -36,12 +36,14 @@ use crate::worker::WorkerSettings;
 /// A failure, classified once.
 #[derive(Debug)]
 pub enum Failure {
-    /// The database may come back: retry with backoff.
+    /// The database failed in a way that may pass: during an outage the delivery
+    /// waits at the gate; otherwise it is retried through the retry queues.
     Transient(StoreError),
     /// The broker connection or channel failed: leave the delivery unacknowledged
     /// so the broker redelivers it once we have reconnected.
     Broker(AmqpError),
-    /// Something we did not foresee that retrying will not fix: park the message.
+    /// Something we did not foresee: retried through the retry queues in case it
+    /// passes, then parked in the dead queue.
     Unexpected(String),
 }
 
@@ -101,7 +103,7 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// An intake over a store and a confirm-mode publisher.
+    /// An intake over the operation handlers, the store gate and a confirm-mode publisher.
     pub fn new(
         handlers: Handlers,
         gate: StoreGate,

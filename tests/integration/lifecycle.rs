@@ -154,13 +154,20 @@ async fn registering_access_gives_a_tracking_id_and_a_duplicate_is_refused(backe
         json!({"error": format!("Request already exist with tracking id:[{id}] and request status : [registered]")})
     );
 
+    assert_eq!(
+        rcdp.revoke("access", "email", "john.smith@example.com", "t1")
+            .await,
+        json!({"status": "OK", "message": "Access request successfully revoked.", "data": "Access request successfully revoked."})
+    );
+
     let events = app.store.request_events(id).await.unwrap();
     let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(
         reasons,
         [
             "RegisterGdprRequest received",
-            "duplicate access registration refused"
+            "duplicate access registration refused",
+            "RevokeGdprActions received"
         ]
     );
     assert!(events.iter().all(|e| e.actor == "source:test_1"));
