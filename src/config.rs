@@ -250,6 +250,12 @@ pub struct RunArgs {
     /// Unacknowledged deliveries in flight at once (AMQP prefetch).
     #[arg(long, env = "PRIVACY_PREFETCH", default_value_t = 256)]
     pub prefetch: u16,
+    /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
+    #[arg(long, env = "PRIVACY_BATCH_MAX", default_value_t = 64)]
+    pub batch_max: usize,
+    /// Milliseconds a batch waits for more deliveries after its first one.
+    #[arg(long, env = "PRIVACY_BATCH_WAIT_MS", default_value_t = 2)]
+    pub batch_wait_ms: u64,
     /// Larger bodies are refused unread.
     #[arg(long, env = "PRIVACY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -311,6 +317,8 @@ impl RunArgs {
                 acquire_timeout: Duration::from_secs(5),
             },
             prefetch: self.prefetch.max(1),
+            batch_max: self.batch_max.max(1),
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
             },

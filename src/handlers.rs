@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::Keys;
+use crate::crypto::{Keys, Sealed};
 use crate::protocol::{
     Operation, PrivacyRequest, RcdpRequest, RequestKind, StatusQuery, ValidRequest, rcdp_error,
     success_payload,
@@ -87,50 +87,44 @@ impl Handlers {
         source: Option<&str>,
         delivery: Delivery<'_>,
     ) -> Result<Handled, StoreError> {
-        let account = r.account_number.trim();
-        let index = self.keys.blind_index("account", account);
-        let sealed_account = self.keys.seal(IDENTIFIER_CONTEXT, account.as_bytes());
-        let personal = json!({
-            "CustomerName": r.customer_name, "PhoneNumber": r.phone_number,
-            "OtherPhoneNumber": r.other_phone_number, "EmailID": r.email_id,
-            "OtherEmailID": r.other_email_id, "AgentComments": r.agent_comments,
-            "AccountNumber": r.account_number, "CustomerID": r.customer_id,
-        });
-        let sealed_personal = self
-            .keys
-            .seal(PERSONAL_CONTEXT, personal.to_string().as_bytes());
-        let idempotency_key = match delivery.message_id.filter(|m| !m.is_empty()) {
-            Some(id) => format!("mid:{id}"),
-            None => {
-                let natural = format!("{}|{}", self.lcm_tenant, r.natural_key());
-                format!("nk:{:x}", Sha256::digest(natural.as_bytes()))
-            }
-        };
-        let actor = format!("agent:{}", r.agent_id.trim());
-        let new = NewRegistration {
-            tenant: &self.lcm_tenant,
-            flow: "lcm",
-            kind: RequestKind::Access,
-            pseudonymize: r.is_pseudonymize,
-            identifier: StoredIdentifier {
-                kind: "account",
-                index: &index,
-                sealed: &sealed_account,
-            },
-            source,
-            actor: &actor,
-            join_pending: true,
-            message: message(
-                "GetDataPrivacyStatusRequest",
-                Some(idempotency_key),
-                source,
-                delivery,
-                json!({"CallId": r.call_id, "AgentID": r.agent_id, "RequestType": r.request_type,
-                       "IsPseudonymize": r.is_pseudonymize}),
-                Some(&sealed_personal),
-            ),
-        };
-        let answered = self.store.register(&new, |decision| match decision {
+        let mut handled = self.lcm_batch(&[(r, source, delivery)]).await?;
+        Ok(handled.remove(0))
+    }
+
+    /// Handles several agent requests in one transaction (group commit); the
+    /// answers come back in order.
+    pub async fn lcm_batch(
+        &self,
+        items: &[(&PrivacyRequest, Option<&str>, Delivery<'_>)],
+    ) -> Result<Vec<Handled>, StoreError> {
+        let prepared: Vec<PreparedLcm> = items
+            .iter()
+            .map(|(r, _, delivery)| self.prepare_lcm(r, *delivery))
+            .collect();
+        let news: Vec<NewRegistration<'_>> = items
+            .iter()
+            .zip(&prepared)
+            .map(|((r, source, delivery), p)| NewRegistration {
+                tenant: &self.lcm_tenant,
+                flow: "lcm",
+                kind: RequestKind::Access,
+                pseudonymize: r.is_pseudonymize,
+                identifier: StoredIdentifier { kind: "account", index: &p.index, sealed: &p.account },
+                source: *source,
+                actor: &p.actor,
+                join_pending: true,
+                message: message(
+                    "GetDataPrivacyStatusRequest",
+                    Some(p.idempotency_key.clone()),
+                    *source,
+                    *delivery,
+                    json!({"CallId": r.call_id, "AgentID": r.agent_id, "RequestType": r.request_type,
+                           "IsPseudonymize": r.is_pseudonymize}),
+                    Some(&p.personal),
+                ),
+            })
+            .collect();
+        let answers = self.store.register_batch(&news, |decision| match decision {
             Decision::Registered(id) | Decision::Joined(id) | Decision::Duplicate { id, .. } => {
                 success_payload(&id.to_string()).to_string()
             }
@@ -143,17 +137,49 @@ impl Handlers {
                 }
             }).to_string(),
         }).await?;
-        let outcome = match answered.decision {
-            None => "replayed",
-            Some(Decision::Registered(_)) => "recorded",
-            Some(Decision::Joined(_) | Decision::Duplicate { .. }) => "joined",
-            Some(Decision::ForgetPending(_)) => "refused",
+        Ok(answers
+            .into_iter()
+            .map(|answered| {
+                let outcome = match answered.decision {
+                    None => "replayed",
+                    Some(Decision::Registered(_)) => "recorded",
+                    Some(Decision::Joined(_) | Decision::Duplicate { .. }) => "joined",
+                    Some(Decision::ForgetPending(_)) => "refused",
+                };
+                Handled {
+                    request_id: answered.request_id,
+                    reply_payload: answered.reply_payload,
+                    outcome,
+                }
+            })
+            .collect())
+    }
+
+    /// Seals an agent request's personal data and derives its keys.
+    fn prepare_lcm(&self, r: &PrivacyRequest, delivery: Delivery<'_>) -> PreparedLcm {
+        let account = r.account_number.trim();
+        let personal = json!({
+            "CustomerName": r.customer_name, "PhoneNumber": r.phone_number,
+            "OtherPhoneNumber": r.other_phone_number, "EmailID": r.email_id,
+            "OtherEmailID": r.other_email_id, "AgentComments": r.agent_comments,
+            "AccountNumber": r.account_number, "CustomerID": r.customer_id,
+        });
+        let idempotency_key = match delivery.message_id.filter(|m| !m.is_empty()) {
+            Some(id) => format!("mid:{id}"),
+            None => {
+                let natural = format!("{}|{}", self.lcm_tenant, r.natural_key());
+                format!("nk:{:x}", Sha256::digest(natural.as_bytes()))
+            }
         };
-        Ok(Handled {
-            request_id: answered.request_id,
-            reply_payload: answered.reply_payload,
-            outcome,
-        })
+        PreparedLcm {
+            index: self.keys.blind_index("account", account),
+            account: self.keys.seal(IDENTIFIER_CONTEXT, account.as_bytes()),
+            personal: self
+                .keys
+                .seal(PERSONAL_CONTEXT, personal.to_string().as_bytes()),
+            idempotency_key,
+            actor: format!("agent:{}", r.agent_id.trim()),
+        }
     }
 
     async fn register(
@@ -287,6 +313,15 @@ impl Handlers {
     }
 }
 
+/// What an agent request needs sealed and derived before the store sees it.
+struct PreparedLcm {
+    index: String,
+    account: Sealed,
+    personal: Sealed,
+    idempotency_key: String,
+    actor: String,
+}
+
 /// RCDP messages are idempotent by message_id, else correlation_id; a message
 /// with neither is handled afresh each time it arrives (the lifecycle rules then
 /// refuse a duplicate registration).
@@ -308,7 +343,7 @@ fn message<'a>(
     source: Option<&'a str>,
     delivery: Delivery<'a>,
     details: Value,
-    personal: Option<&'a crate::crypto::Sealed>,
+    personal: Option<&'a Sealed>,
 ) -> NewMessage<'a> {
     NewMessage {
         idempotency_key,

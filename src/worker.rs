@@ -1,8 +1,10 @@
 //! The consume loop: connect, declare, pipeline deliveries, reconnect, drain.
 //!
-//! Deliveries are handled concurrently, up to the prefetch count, each in its own
-//! task, so throughput is not bound by one database round trip plus one publisher
-//! confirm per message. Losing the broker ends the session; the loop reconnects
+//! Deliveries are gathered into batches (closed by size or after a few
+//! milliseconds) and each batch is handled in its own task: agent requests are
+//! recorded in one transaction (group commit), then answered and acknowledged one
+//! by one. Batches run concurrently up to the prefetch count, so throughput is
+//! bound neither by one commit per message nor by one publisher confirm at a time. Losing the broker ends the session; the loop reconnects
 //! with exponential backoff and carries on (unacknowledged deliveries come back
 //! and idempotency absorbs them). A shutdown signal stops consuming, lets in-flight
 //! deliveries finish within the drain deadline, and closes cleanly.
@@ -17,7 +19,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::amqp::{AmqpError, Broker, Topology};
+use crate::amqp::{AmqpError, Broker, Incoming, Topology};
 use crate::crypto::{CryptoError, Keys};
 use crate::handlers::Handlers;
 use crate::intake::{Intake, Outcome};
@@ -38,6 +40,10 @@ pub struct WorkerSettings {
     pub store: StoreSettings,
     /// Deliveries in flight at once.
     pub prefetch: u16,
+    /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
+    pub batch_max: usize,
+    /// How long a batch waits for more deliveries after its first one.
+    pub batch_wait: Duration,
     /// Body limits.
     pub limits: Limits,
     /// Attempts a message gets, the first included, before it is parked as dead
@@ -190,30 +196,57 @@ async fn session(
 
     let intake = Intake::new(handlers.clone(), gate.clone(), publisher, settings.clone());
     let mut in_flight = JoinSet::new();
+    // Deliveries gathered for one group commit, and when the batch must close.
+    let mut batch = Vec::new();
+    let mut close_at = None;
+    let flush = |batch: &mut Vec<Incoming>, in_flight: &mut JoinSet<Vec<Outcome>>| {
+        let intake = intake.clone();
+        let taken = std::mem::take(batch);
+        in_flight.spawn(async move { intake.handle_batch(taken).await });
+    };
     let end = loop {
+        let closes = async move {
+            match close_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut *shutdown => break SessionEnd::Shutdown,
             delivery = deliveries.next() => match delivery {
                 Some(Ok(incoming)) => {
-                    let intake = intake.clone();
-                    in_flight.spawn(async move { intake.handle(incoming).await });
+                    batch.push(incoming);
+                    if batch.len() >= settings.batch_max {
+                        flush(&mut batch, &mut in_flight);
+                        close_at = None;
+                    } else if close_at.is_none() {
+                        close_at = Some(tokio::time::Instant::now() + settings.batch_wait);
+                    }
                 }
                 Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
                 None => break SessionEnd::Lost("consumer cancelled or channel closed".into()),
             },
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(Outcome::Unacknowledged) = done {
+            () = closes => {
+                flush(&mut batch, &mut in_flight);
+                close_at = None;
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
+                Ok(outcomes) => {
                     // The channel is failing; reconnect rather than keep taking deliveries.
-                    if !broker.is_connected() {
+                    let unacked = outcomes.contains(&Outcome::Unacknowledged);
+                    if unacked && !broker.is_connected() {
                         break SessionEnd::Lost("connection closed".into());
                     }
                 }
-                if let Err(e) = done {
-                    error!(error = %e, "delivery task panicked; the broker will redeliver");
-                }
-            }
+                Err(e) => error!(error = %e, "delivery task panicked; the broker will redeliver"),
+            },
         }
     };
+    // Deliveries already taken are handled too (on a lost connection their acks
+    // will fail and the broker redelivers them).
+    if !batch.is_empty() {
+        flush(&mut batch, &mut in_flight);
+    }
 
     if let SessionEnd::Shutdown = end {
         info!(in_flight = in_flight.len(), "draining");

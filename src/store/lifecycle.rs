@@ -173,6 +173,127 @@ macro_rules! insert_message {
     }};
 }
 
+/// The duplicate rules for one registration inside the open transaction `$tx`;
+/// evaluates to its `Answered`.
+macro_rules! register_in_tx {
+    ($tx:ident, $new:expr, $reply:expr, $now:expr, $postgres:expr) => {{
+        let new: &NewRegistration<'_> = $new;
+        let now = $now;
+        if $postgres {
+            sqlx::query(LOCK_CUSTOMER)
+                .bind(new.tenant)
+                .bind(new.identifier.index)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let mut replayed = None;
+        if let Some(key) = &new.message.idempotency_key {
+            let answered: Option<(Option<i64>, String)> = sqlx::query_as(SELECT_ANSWERED)
+                .bind(key)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            replayed = answered.map(|(request_id, reply_payload)| Answered {
+                request_id,
+                reply_payload,
+                decision: None,
+            });
+        }
+        match replayed {
+            Some(answered) => answered,
+            None => {
+                let pending: Vec<(i64, String, bool, String)> = sqlx::query_as(SELECT_PENDING)
+                    .bind(new.tenant)
+                    .bind(new.identifier.index)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                let kind = new.kind.as_str();
+                let forget = pending.iter().find(|(_, k, _, _)| k == "forget");
+                let access = pending.iter().find(|(_, k, p, _)| {
+                    kind == "access" && k == "access" && *p == new.pseudonymize
+                });
+                let (decision, event) = match (forget, access) {
+                    (Some((id, _, _, status)), _) => (
+                        Decision::ForgetPending(*id),
+                        Some((
+                            *id,
+                            status.clone(),
+                            format!("{kind} registration refused: forget pending"),
+                        )),
+                    ),
+                    (None, Some((id, _, _, status))) if new.join_pending => (
+                        Decision::Joined(*id),
+                        Some((
+                            *id,
+                            status.clone(),
+                            format!("duplicate {} joined this request", new.message.operation),
+                        )),
+                    ),
+                    (None, Some((id, _, _, status))) => (
+                        Decision::Duplicate {
+                            id: *id,
+                            status: status.clone(),
+                        },
+                        Some((
+                            *id,
+                            status.clone(),
+                            "duplicate access registration refused".to_owned(),
+                        )),
+                    ),
+                    (None, None) => {
+                        let id: i64 = sqlx::query_scalar(INSERT_REQUEST)
+                            .bind(new.tenant)
+                            .bind(new.flow)
+                            .bind(kind)
+                            .bind(new.pseudonymize)
+                            .bind(new.identifier.kind)
+                            .bind(new.identifier.index)
+                            .bind(&new.identifier.sealed.bytes)
+                            .bind(&new.identifier.sealed.key_id)
+                            .bind(new.source)
+                            .bind(now)
+                            .fetch_one(&mut *$tx)
+                            .await?;
+                        sqlx::query(INSERT_EVENT)
+                            .bind(id)
+                            .bind(now)
+                            .bind(new.actor)
+                            .bind(None::<&str>)
+                            .bind("registered")
+                            .bind(format!("{} received", new.message.operation))
+                            .execute(&mut *$tx)
+                            .await?;
+                        (Decision::Registered(id), None)
+                    }
+                };
+                if let Some((id, status, reason)) = event {
+                    sqlx::query(INSERT_EVENT)
+                        .bind(id)
+                        .bind(now)
+                        .bind(new.actor)
+                        .bind(&status)
+                        .bind(&status)
+                        .bind(reason)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let request_id = match &decision {
+                    Decision::Registered(id)
+                    | Decision::Joined(id)
+                    | Decision::ForgetPending(id) => *id,
+                    Decision::Duplicate { id, .. } => *id,
+                };
+                let reply_payload = $reply(&decision);
+                insert_message!($tx, &new.message, Some(request_id), &reply_payload, now);
+                Answered {
+                    request_id: Some(request_id),
+                    reply_payload,
+                    decision: Some(decision),
+                }
+            }
+        }
+    }};
+}
+
 impl Store {
     /// Registers a request under the duplicate rules, records the message with the
     /// reply `reply` builds for the decision, and returns that reply; or the
@@ -182,71 +303,41 @@ impl Store {
         new: &NewRegistration<'_>,
         reply: impl Fn(&Decision) -> String,
     ) -> Result<Answered<Decision>, StoreError> {
+        let mut answers = self
+            .register_batch(std::slice::from_ref(new), reply)
+            .await?;
+        Ok(answers.remove(0))
+    }
+
+    /// Registers several requests in one transaction (group commit): one commit,
+    /// one WAL flush for the whole batch. Customers are locked in a fixed order
+    /// (sorted by tenant and blind index) so two instances' batches cannot
+    /// deadlock. Within the batch the rules see the batch's own earlier rows, so
+    /// two messages for one customer give one request. Answers come back in the
+    /// order of `news`. Any failure rolls the whole batch back.
+    pub async fn register_batch(
+        &self,
+        news: &[NewRegistration<'_>],
+        reply: impl Fn(&Decision) -> String,
+    ) -> Result<Vec<Answered<Decision>>, StoreError> {
         let now = Utc::now();
         let postgres = self.backend() == "postgres";
         let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+        let mut order: Vec<usize> = (0..news.len()).collect();
+        order.sort_by_key(|&i| (news[i].tenant, news[i].identifier.index));
+        let mut answers: Vec<Option<Answered<Decision>>> = vec![None; news.len()];
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            if postgres {
-                sqlx::query(LOCK_CUSTOMER).bind(new.tenant).bind(new.identifier.index)
-                    .execute(&mut *tx).await?;
+            for &i in &order {
+                let new = &news[i];
+                answers[i] = Some(register_in_tx!(tx, new, reply, now, postgres));
             }
-            if let Some(key) = &new.message.idempotency_key {
-                let answered: Option<(Option<i64>, String)> =
-                    sqlx::query_as(SELECT_ANSWERED).bind(key).fetch_optional(&mut *tx).await?;
-                if let Some((request_id, reply_payload)) = answered {
-                    tx.rollback().await?;
-                    return Ok(Answered { request_id, reply_payload, decision: None });
-                }
-            }
-            let pending: Vec<(i64, String, bool, String)> = sqlx::query_as(SELECT_PENDING)
-                .bind(new.tenant).bind(new.identifier.index).fetch_all(&mut *tx).await?;
-            let kind = new.kind.as_str();
-            let forget = pending.iter().find(|(_, k, _, _)| k == "forget");
-            let access = pending.iter().find(|(_, k, p, _)| {
-                kind == "access" && k == "access" && *p == new.pseudonymize
-            });
-            let (decision, event) = match (forget, access) {
-                (Some((id, _, _, status)), _) => (
-                    Decision::ForgetPending(*id),
-                    Some((*id, status.clone(), format!("{kind} registration refused: forget pending"))),
-                ),
-                (None, Some((id, _, _, status))) if new.join_pending => (
-                    Decision::Joined(*id),
-                    Some((*id, status.clone(), format!("duplicate {} joined this request", new.message.operation))),
-                ),
-                (None, Some((id, _, _, status))) => (
-                    Decision::Duplicate { id: *id, status: status.clone() },
-                    Some((*id, status.clone(), "duplicate access registration refused".to_owned())),
-                ),
-                (None, None) => {
-                    let id: i64 = sqlx::query_scalar(INSERT_REQUEST)
-                        .bind(new.tenant).bind(new.flow).bind(kind).bind(new.pseudonymize)
-                        .bind(new.identifier.kind).bind(new.identifier.index)
-                        .bind(&new.identifier.sealed.bytes).bind(&new.identifier.sealed.key_id)
-                        .bind(new.source).bind(now)
-                        .fetch_one(&mut *tx).await?;
-                    sqlx::query(INSERT_EVENT).bind(id).bind(now).bind(new.actor)
-                        .bind(None::<&str>).bind("registered")
-                        .bind(format!("{} received", new.message.operation))
-                        .execute(&mut *tx).await?;
-                    (Decision::Registered(id), None)
-                }
-            };
-            if let Some((id, status, reason)) = event {
-                sqlx::query(INSERT_EVENT).bind(id).bind(now).bind(new.actor)
-                    .bind(&status).bind(&status).bind(reason)
-                    .execute(&mut *tx).await?;
-            }
-            let request_id = match &decision {
-                Decision::Registered(id) | Decision::Joined(id) | Decision::ForgetPending(id) => *id,
-                Decision::Duplicate { id, .. } => *id,
-            };
-            let reply_payload = reply(&decision);
-            insert_message!(tx, &new.message, Some(request_id), &reply_payload, now);
             tx.commit().await?;
-            Ok(Answered { request_id: Some(request_id), reply_payload, decision: Some(decision) })
-        })
+        });
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("every message answered"))
+            .collect())
     }
 
     /// Revokes the pending request of a kind for a customer if it is still

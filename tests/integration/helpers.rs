@@ -167,6 +167,8 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
             acquire_timeout: Duration::from_secs(5),
         },
         prefetch: 64,
+        batch_max: 16,
+        batch_wait: Duration::from_millis(2),
         limits: Limits::default(),
         retry_attempts: 5,
         drain_timeout: Duration::from_secs(10),
