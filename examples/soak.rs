@@ -12,6 +12,9 @@
 //! database, and TCP proxies of its own between the worker and both services.
 
 #[allow(dead_code)]
+#[path = "../tests/integration/bus.rs"]
+mod bus;
+#[allow(dead_code)]
 #[path = "../tests/integration/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]

@@ -2,6 +2,7 @@
 //! schemas, the worker end to end on both stores, and the logs.
 
 mod bench;
+mod bus;
 mod faults;
 mod helpers;
 mod intake;

@@ -20,12 +20,11 @@
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
-use futures_util::future::join_all;
 use serde_json::value::RawValue;
 use tracing::{info, warn};
 
 use crate::amqp::{AmqpError, Incoming, Outgoing, Publisher};
-use crate::handlers::{Delivery, Handled, Handlers};
+use crate::handlers::{Delivery, Handlers};
 use crate::protocol::{
     self, LCM_CHANNEL, LCM_TOPIC, Operation, ParseContext, RcdpHeaders, Rejection, ReplyRoute,
     ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, rcdp_error, reply_body,
@@ -33,6 +32,8 @@ use crate::protocol::{
 use crate::store::StoreError;
 use crate::store_gate::StoreGate;
 use crate::worker::WorkerSettings;
+
+mod batch;
 
 /// A failure, classified once.
 #[derive(Debug)]
@@ -117,97 +118,6 @@ impl Intake {
             publisher,
             settings,
         }
-    }
-
-    /// Handles a batch of deliveries. Agent requests that parse are recorded in one
-    /// transaction (group commit), then each is answered and acknowledged;
-    /// everything else goes the single-delivery path, and so does the whole batch
-    /// if its transaction fails (so one bad message cannot sink the others).
-    pub async fn handle_batch(&self, batch: Vec<Incoming>) -> Vec<Outcome> {
-        let mut grouped = Vec::new();
-        let mut single = Vec::new();
-        for incoming in batch {
-            match self.parse(&incoming) {
-                Ok(valid) if matches!(valid.operation, Operation::Lcm(_)) => {
-                    grouped.push((incoming, valid))
-                }
-                _ => single.push(incoming),
-            }
-        }
-        let singles = join_all(single.into_iter().map(|incoming| self.handle(incoming)));
-        let (mut outcomes, grouped) = tokio::join!(singles, self.handle_grouped(grouped));
-        outcomes.extend(grouped);
-        outcomes
-    }
-
-    async fn handle_grouped(&self, items: Vec<(Incoming, ValidRequest)>) -> Vec<Outcome> {
-        if items.len() < 2 {
-            return join_all(items.into_iter().map(|(incoming, _)| self.handle(incoming))).await;
-        }
-        self.gate.wait_open().await;
-        let received_at = Utc::now();
-        let requests: Vec<_> = items
-            .iter()
-            .filter_map(|(incoming, valid)| match &valid.operation {
-                Operation::Lcm(request) => Some((
-                    request,
-                    valid.source.as_deref(),
-                    Delivery {
-                        message_id: incoming.message_id.as_deref(),
-                        correlation_id: incoming.correlation_id.as_deref(),
-                        reply_to: incoming.reply_to.as_deref(),
-                        routing_key: &incoming.routing_key,
-                        received_at,
-                    },
-                )),
-                _ => None,
-            })
-            .collect();
-        let result = self.handlers.lcm_batch(&requests).await;
-        drop(requests);
-        match result {
-            Ok(handled) => {
-                let answers = items
-                    .iter()
-                    .zip(handled)
-                    .map(|((incoming, valid), handled)| {
-                        self.answer(incoming, &valid.route, handled)
-                    });
-                join_all(answers).await
-            }
-            Err(error) => {
-                warn!(%error, size = items.len(), "group commit failed; handling the batch one by one");
-                join_all(items.into_iter().map(|(incoming, _)| self.handle(incoming))).await
-            }
-        }
-    }
-
-    /// Publishes a committed reply, then acknowledges.
-    async fn answer(&self, incoming: &Incoming, route: &ReplyRoute, handled: Handled) -> Outcome {
-        let correlation_id = incoming
-            .correlation_id
-            .as_deref()
-            .or(incoming.message_id.as_deref())
-            .unwrap_or("");
-        let sent = match RawValue::from_string(handled.reply_payload) {
-            Ok(payload) => self.reply(incoming, Some(route), &payload).await,
-            Err(e) => Err(AmqpError::Refused(format!("stored reply is not JSON: {e}"))),
-        };
-        // Acknowledge only once the reply is confirmed.
-        let acked = match sent {
-            Ok(()) => incoming.ack().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = acked {
-            warn!(%correlation_id, %error, "reply or ack failed; the broker will redeliver and the stored reply will be sent again");
-            return Outcome::Unacknowledged;
-        }
-        let outcome = Outcome::Answered {
-            request_id: handled.request_id,
-            outcome: handled.outcome,
-        };
-        log_outcome(&outcome, correlation_id);
-        outcome
     }
 
     /// Handles one delivery to its end and logs one line about it.
