@@ -311,7 +311,7 @@ pub async fn echo(
                 let Some(Ok(incoming)) = delivery else { break };
                 let (publisher, exchange) = (publisher.clone(), exchange.clone());
                 tasks.spawn(async move {
-                    let correlation = incoming.correlation_id.clone().or_else(|| incoming.message_id.clone());
+                    let correlation = incoming.correlation().map(str::to_owned);
                     let body = br#"{"channel":"LCM","topic":"WebService","subtopic":"SetDataPrivacyStatusResponse","source":"echo","message":{"response":"0"}}"#;
                     let sent = publisher.publish(Outgoing {
                         exchange: &exchange,

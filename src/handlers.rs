@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{Keys, Sealed};
 use crate::protocol::{
-    Operation, PrivacyRequest, RcdpRequest, RequestKind, StatusQuery, ValidRequest, rcdp_error,
-    success_payload,
+    Operation, PrivacyRequest, RcdpRequest, RequestKind, StatusQuery, ValidRequest, lcm_error,
+    rcdp_error, success_payload,
 };
 use crate::store::{
     Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
@@ -128,14 +128,12 @@ impl Handlers {
             Decision::Registered(id) | Decision::Joined(id) | Decision::Duplicate { id, .. } => {
                 success_payload(&id.to_string()).to_string()
             }
-            Decision::ForgetPending(id) => json!({
-                "response": null,
-                "error": {
-                    "code": "forget_pending",
-                    "message": format!("a forget request for this customer is pending (tracking id {id}); it must be revoked before a new request"),
-                    "fields": [],
-                }
-            }).to_string(),
+            Decision::ForgetPending(id) => lcm_error(
+                "forget_pending",
+                &format!("a forget request for this customer is pending (tracking id {id}); it must be revoked before a new request"),
+                &[],
+            )
+            .to_string(),
         }).await?;
         Ok(answers
             .into_iter()

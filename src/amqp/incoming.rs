@@ -49,16 +49,12 @@ impl Incoming {
         }
     }
 
-    /// How many times a quorum queue delivered this message before (its
-    /// `x-delivery-count` header), 0 for a first delivery.
-    pub fn delivery_count(&self) -> u64 {
-        let headers = self.properties.headers().as_ref();
-        match headers.and_then(|h| h.inner().get("x-delivery-count")) {
-            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(AMQPValue::LongUInt(n)) => (*n).into(),
-            _ => 0,
-        }
+    /// The id a reply to this delivery carries: its correlation_id, else its
+    /// message_id.
+    pub fn correlation(&self) -> Option<&str> {
+        self.correlation_id
+            .as_deref()
+            .or(self.message_id.as_deref())
     }
 
     /// A header's value as text (numbers shown in decimal), if present.

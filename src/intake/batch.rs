@@ -82,11 +82,7 @@ impl Intake {
 
     /// Publishes a committed reply, then acknowledges.
     async fn answer(&self, incoming: &Incoming, route: &ReplyRoute, handled: Handled) -> Outcome {
-        let correlation_id = incoming
-            .correlation_id
-            .as_deref()
-            .or(incoming.message_id.as_deref())
-            .unwrap_or("");
+        let correlation_id = incoming.correlation().unwrap_or("");
         let sent = match RawValue::from_string(handled.reply_payload) {
             Ok(payload) => self.reply(incoming, Some(route), &payload).await,
             Err(e) => Err(AmqpError::Refused(format!("stored reply is not JSON: {e}"))),

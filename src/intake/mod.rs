@@ -27,7 +27,8 @@ use crate::amqp::{AmqpError, Incoming, Outgoing, Publisher};
 use crate::handlers::{Delivery, Handlers};
 use crate::protocol::{
     self, LCM_CHANNEL, LCM_TOPIC, Operation, ParseContext, RcdpHeaders, Rejection, ReplyRoute,
-    ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, rcdp_error, reply_body,
+    ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, lcm_error, rcdp_error,
+    reply_body,
 };
 use crate::store::StoreError;
 use crate::store_gate::StoreGate;
@@ -122,12 +123,7 @@ impl Intake {
 
     /// Handles one delivery to its end and logs one line about it.
     pub async fn handle(&self, incoming: Incoming) -> Outcome {
-        let correlation_id = incoming
-            .correlation_id
-            .as_deref()
-            .or(incoming.message_id.as_deref())
-            .unwrap_or("")
-            .to_owned();
+        let correlation_id = incoming.correlation().unwrap_or("").to_owned();
         let outcome = match self.attempt(&incoming).await {
             Ok(outcome) => outcome,
             Err(Failure::Broker(error)) => {
@@ -209,7 +205,7 @@ impl Intake {
         }
         self.publisher.park(incoming, &queue, &headers).await?;
         warn!(
-            correlation_id = incoming.correlation_id.as_deref().or(incoming.message_id.as_deref()).unwrap_or(""),
+            correlation_id = incoming.correlation().unwrap_or(""),
             attempts = failures,
             error = %last_error,
             queue,
@@ -247,14 +243,11 @@ impl Intake {
             Operation::Status(_) => {
                 rcdp_error("Internal server error while reading the request status.")
             }
-            Operation::Lcm(_) => serde_json::json!({
-                "response": null,
-                "error": {
-                    "code": "internal_error",
-                    "message": "the request could not be recorded; it is parked for an operator",
-                    "fields": [],
-                }
-            }),
+            Operation::Lcm(_) => lcm_error(
+                "internal_error",
+                "the request could not be recorded; it is parked for an operator",
+                &[],
+            ),
         };
         self.reply(incoming, Some(&valid.route), &payload).await
     }
@@ -318,10 +311,7 @@ impl Intake {
             &self.settings.reply_source,
             payload,
         );
-        let correlation_id = incoming
-            .correlation_id
-            .as_deref()
-            .or(incoming.message_id.as_deref());
+        let correlation_id = incoming.correlation();
         let message = |exchange, routing_key| Outgoing {
             exchange,
             routing_key,

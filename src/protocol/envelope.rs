@@ -8,15 +8,6 @@ use serde_json::{Map, Value};
 
 use super::{ErrorCode, FieldFault, LCM_CHANNEL, LCM_TOPIC, Limits, Rejection};
 
-/// Which key carried the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadKey {
-    /// `data`, as in the documentation table.
-    Data,
-    /// `message`, as in the documentation sample.
-    Message,
-}
-
 /// A well-formed envelope; the payload is not validated yet.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -28,10 +19,8 @@ pub struct Envelope {
     pub subtopic: String,
     /// The sending application, optional (the sample omits it).
     pub source: Option<String>,
-    /// The payload object.
+    /// The payload object, from `data` or `message`.
     pub payload: Map<String, Value>,
-    /// Which key carried it.
-    pub payload_key: PayloadKey,
 }
 
 /// Parses the body into an envelope, or says why it cannot be one.
@@ -94,8 +83,8 @@ pub fn parse_envelope(body: &[u8], limits: Limits) -> Result<Envelope, Rejection
     }
 
     let payload = match (object.remove("data"), object.remove("message")) {
-        (Some(Value::Object(p)), None) => Some((p, PayloadKey::Data)),
-        (None, Some(Value::Object(p))) => Some((p, PayloadKey::Message)),
+        (Some(Value::Object(p)), None) => Some(p),
+        (None, Some(Value::Object(p))) => Some(p),
         (Some(_), Some(_)) => {
             faults.push(FieldFault::new(
                 "data",
@@ -121,16 +110,13 @@ pub fn parse_envelope(body: &[u8], limits: Limits) -> Result<Envelope, Rejection
     };
 
     match (channel, topic, subtopic, payload) {
-        (Some(channel), Some(topic), Some(subtopic), Some((payload, payload_key)))
-            if faults.is_empty() =>
-        {
+        (Some(channel), Some(topic), Some(subtopic), Some(payload)) if faults.is_empty() => {
             Ok(Envelope {
                 channel,
                 topic,
                 subtopic,
                 source,
                 payload,
-                payload_key,
             })
         }
         _ => {

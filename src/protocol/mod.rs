@@ -11,7 +11,7 @@ mod rcdp;
 mod rejection;
 mod reply;
 
-pub use envelope::{Envelope, PayloadKey, parse_envelope};
+pub use envelope::{Envelope, parse_envelope};
 pub use privacy_request::{
     FIELD_NAMES, PrivacyRequest, canonical_field_name, canonicalize_payload, is_well_formed_email,
     is_well_formed_phone, validate_privacy_request,
@@ -21,7 +21,9 @@ pub use rcdp::{
     parse_rcdp_request, parse_status_query,
 };
 pub use rejection::{ErrorCode, FieldFault, Rejection};
-pub use reply::{ReplyRoute, ReplyShape, failure_payload, rcdp_error, reply_body, success_payload};
+pub use reply::{
+    ReplyRoute, ReplyShape, failure_payload, lcm_error, rcdp_error, reply_body, success_payload,
+};
 
 /// The channel every request must name (compared case-insensitively).
 pub const LCM_CHANNEL: &str = "LCM";

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    Envelope, GET_DATA_PRIVACY_STATUS, GET_GDPR_REQUEST_STATUS, REGISTER_GDPR_REQUEST,
+    Envelope, FieldFault, GET_DATA_PRIVACY_STATUS, GET_GDPR_REQUEST_STATUS, REGISTER_GDPR_REQUEST,
     REQUEST_SUBTOPICS, REVOKE_GDPR_ACTIONS, Rejection, SET_DATA_PRIVACY_STATUS,
 };
 
@@ -115,13 +115,19 @@ pub fn failure_payload(rejection: &Rejection) -> Value {
     {
         return rcdp_error(&rejection.message);
     }
+    lcm_error(
+        rejection.code.as_str(),
+        &rejection.message,
+        &rejection.fields,
+    )
+}
+
+/// `{"response": null, "error": {"code", "message", "fields"}}`, the LCM flow's
+/// error body.
+pub fn lcm_error(code: &str, message: &str, fields: &[FieldFault]) -> Value {
     json!({
         "response": null,
-        "error": {
-            "code": rejection.code.as_str(),
-            "message": rejection.message,
-            "fields": rejection.fields,
-        }
+        "error": { "code": code, "message": message, "fields": fields }
     })
 }
 

@@ -322,7 +322,7 @@ impl Store {
     ) -> Result<Vec<Answered<Decision>>, StoreError> {
         let now = Utc::now();
         let postgres = self.backend() == "postgres";
-        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+        let begin = self.begin_write();
         let mut order: Vec<usize> = (0..news.len()).collect();
         order.sort_by_key(|&i| (news[i].tenant, news[i].identifier.index));
         let mut answers: Vec<Option<Answered<Decision>>> = vec![None; news.len()];
@@ -349,7 +349,7 @@ impl Store {
     ) -> Result<Answered<RevokeDecision>, StoreError> {
         let now = Utc::now();
         let postgres = self.backend() == "postgres";
-        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+        let begin = self.begin_write();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
             if postgres {
@@ -402,11 +402,7 @@ impl Store {
         reason: &str,
     ) -> Result<Option<Result<String, String>>, StoreError> {
         let now = Utc::now();
-        let begin = if self.backend() == "postgres" {
-            "BEGIN"
-        } else {
-            "BEGIN IMMEDIATE"
-        };
+        let begin = self.begin_write();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
             let status: Option<String> = sqlx::query_scalar(

@@ -55,6 +55,16 @@ impl Store {
         }
     }
 
+    /// The statement that opens a transaction that will write: SQLite's must be
+    /// IMMEDIATE (take the write lock first, so two processes' read-then-write
+    /// transactions are serial instead of failing with BUSY_SNAPSHOT).
+    fn begin_write(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite(_) => "BEGIN IMMEDIATE",
+            Pools::Postgres(_) => "BEGIN",
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
