@@ -100,6 +100,13 @@ pub struct BenchArgs {
     /// Give up waiting for replies after this long.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Queue all N requests before the children start (a backlog to drain)
+    /// instead of publishing while they run.
+    #[arg(long)]
+    pub backlog: bool,
+    /// Children (worker or echo processes) consuming the one work queue.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
 }
 
 /// Options of `requests`.

@@ -1,5 +1,7 @@
-//! Registering and revoking requests under the duplicate rules, each with the
-//! message that asked and the reply it got, in one transaction.
+//! The lifecycle's types and its single-request operations: revoking a request
+//! and moving it between statuses, each with its audit event, in one transaction.
+//! Registration, which comes in batches, is in `register.rs`; its rules in
+//! `rules.rs`.
 //!
 //! The rules (per tenant and customer identifier, compared by blind index):
 //! a pending forget request refuses every new request; a pending access request
@@ -130,19 +132,19 @@ pub struct Answered<D> {
 }
 
 const LOCK_CUSTOMER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '|' || $2, 0))";
-const SELECT_ANSWERED: &str =
+pub(super) const SELECT_ANSWERED: &str =
     "SELECT request_id, reply_payload FROM inbound_messages WHERE idempotency_key = $1";
-const SELECT_PENDING: &str = "SELECT id, kind, pseudonymize, status FROM privacy_requests \
+pub(super) const SELECT_PENDING: &str = "SELECT id, kind, pseudonymize, status FROM privacy_requests \
     WHERE tenant = $1 AND identifier_index = $2 AND status IN ('registered', 'in_progress') ORDER BY id";
-const INSERT_REQUEST: &str = "INSERT INTO privacy_requests \
+pub(super) const INSERT_REQUEST: &str = "INSERT INTO privacy_requests \
     (tenant, flow, kind, pseudonymize, identifier_type, identifier_index, identifier_value, \
      key_id, source, status, created_at, updated_at, due_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'registered', $10, $10, $10) RETURNING id";
-const INSERT_MESSAGE: &str = "INSERT INTO inbound_messages \
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO inbound_messages \
     (idempotency_key, request_id, operation, source, message_id, correlation_id, reply_to, \
      routing_key, details, personal_data, personal_key_id, reply_payload, received_at, answered_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
-const INSERT_EVENT: &str = "INSERT INTO request_events \
+pub(super) const INSERT_EVENT: &str = "INSERT INTO request_events \
     (request_id, at, actor, from_status, to_status, reason) VALUES ($1, $2, $3, $4, $5, $6)";
 const SELECT_LATEST: &str = "SELECT id, status FROM privacy_requests \
     WHERE tenant = $1 AND identifier_index = $2 AND kind = $3 ORDER BY id DESC LIMIT 1";
@@ -152,8 +154,8 @@ const REVOKE: &str = "UPDATE privacy_requests SET status = 'revoked', updated_at
 /// Inserts the message row inside the open transaction `$tx`.
 macro_rules! insert_message {
     ($tx:ident, $message:expr, $request_id:expr, $reply:expr, $now:expr) => {{
-        let m: &NewMessage<'_> = $message;
-        sqlx::query(INSERT_MESSAGE)
+        let m: &$crate::store::NewMessage<'_> = $message;
+        sqlx::query($crate::store::lifecycle::INSERT_MESSAGE)
             .bind(m.idempotency_key.as_deref())
             .bind($request_id)
             .bind(m.operation)
@@ -172,174 +174,9 @@ macro_rules! insert_message {
             .await?;
     }};
 }
-
-/// The duplicate rules for one registration inside the open transaction `$tx`;
-/// evaluates to its `Answered`.
-macro_rules! register_in_tx {
-    ($tx:ident, $new:expr, $reply:expr, $now:expr, $postgres:expr) => {{
-        let new: &NewRegistration<'_> = $new;
-        let now = $now;
-        if $postgres {
-            sqlx::query(LOCK_CUSTOMER)
-                .bind(new.tenant)
-                .bind(new.identifier.index)
-                .execute(&mut *$tx)
-                .await?;
-        }
-        let mut replayed = None;
-        if let Some(key) = &new.message.idempotency_key {
-            let answered: Option<(Option<i64>, String)> = sqlx::query_as(SELECT_ANSWERED)
-                .bind(key)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            replayed = answered.map(|(request_id, reply_payload)| Answered {
-                request_id,
-                reply_payload,
-                decision: None,
-            });
-        }
-        match replayed {
-            Some(answered) => answered,
-            None => {
-                let pending: Vec<(i64, String, bool, String)> = sqlx::query_as(SELECT_PENDING)
-                    .bind(new.tenant)
-                    .bind(new.identifier.index)
-                    .fetch_all(&mut *$tx)
-                    .await?;
-                let kind = new.kind.as_str();
-                let forget = pending.iter().find(|(_, k, _, _)| k == "forget");
-                let access = pending.iter().find(|(_, k, p, _)| {
-                    kind == "access" && k == "access" && *p == new.pseudonymize
-                });
-                let (decision, event) = match (forget, access) {
-                    (Some((id, _, _, status)), _) => (
-                        Decision::ForgetPending(*id),
-                        Some((
-                            *id,
-                            status.clone(),
-                            format!("{kind} registration refused: forget pending"),
-                        )),
-                    ),
-                    (None, Some((id, _, _, status))) if new.join_pending => (
-                        Decision::Joined(*id),
-                        Some((
-                            *id,
-                            status.clone(),
-                            format!("duplicate {} joined this request", new.message.operation),
-                        )),
-                    ),
-                    (None, Some((id, _, _, status))) => (
-                        Decision::Duplicate {
-                            id: *id,
-                            status: status.clone(),
-                        },
-                        Some((
-                            *id,
-                            status.clone(),
-                            "duplicate access registration refused".to_owned(),
-                        )),
-                    ),
-                    (None, None) => {
-                        let id: i64 = sqlx::query_scalar(INSERT_REQUEST)
-                            .bind(new.tenant)
-                            .bind(new.flow)
-                            .bind(kind)
-                            .bind(new.pseudonymize)
-                            .bind(new.identifier.kind)
-                            .bind(new.identifier.index)
-                            .bind(&new.identifier.sealed.bytes)
-                            .bind(&new.identifier.sealed.key_id)
-                            .bind(new.source)
-                            .bind(now)
-                            .fetch_one(&mut *$tx)
-                            .await?;
-                        sqlx::query(INSERT_EVENT)
-                            .bind(id)
-                            .bind(now)
-                            .bind(new.actor)
-                            .bind(None::<&str>)
-                            .bind("registered")
-                            .bind(format!("{} received", new.message.operation))
-                            .execute(&mut *$tx)
-                            .await?;
-                        (Decision::Registered(id), None)
-                    }
-                };
-                if let Some((id, status, reason)) = event {
-                    sqlx::query(INSERT_EVENT)
-                        .bind(id)
-                        .bind(now)
-                        .bind(new.actor)
-                        .bind(&status)
-                        .bind(&status)
-                        .bind(reason)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                let request_id = match &decision {
-                    Decision::Registered(id)
-                    | Decision::Joined(id)
-                    | Decision::ForgetPending(id) => *id,
-                    Decision::Duplicate { id, .. } => *id,
-                };
-                let reply_payload = $reply(&decision);
-                insert_message!($tx, &new.message, Some(request_id), &reply_payload, now);
-                Answered {
-                    request_id: Some(request_id),
-                    reply_payload,
-                    decision: Some(decision),
-                }
-            }
-        }
-    }};
-}
+pub(super) use insert_message;
 
 impl Store {
-    /// Registers a request under the duplicate rules, records the message with the
-    /// reply `reply` builds for the decision, and returns that reply; or the
-    /// stored reply if the message was answered before.
-    pub async fn register(
-        &self,
-        new: &NewRegistration<'_>,
-        reply: impl Fn(&Decision) -> String,
-    ) -> Result<Answered<Decision>, StoreError> {
-        let mut answers = self
-            .register_batch(std::slice::from_ref(new), reply)
-            .await?;
-        Ok(answers.remove(0))
-    }
-
-    /// Registers several requests in one transaction (group commit): one commit,
-    /// one WAL flush for the whole batch. Customers are locked in a fixed order
-    /// (sorted by tenant and blind index) so two instances' batches cannot
-    /// deadlock. Within the batch the rules see the batch's own earlier rows, so
-    /// two messages for one customer give one request. Answers come back in the
-    /// order of `news`. Any failure rolls the whole batch back.
-    pub async fn register_batch(
-        &self,
-        news: &[NewRegistration<'_>],
-        reply: impl Fn(&Decision) -> String,
-    ) -> Result<Vec<Answered<Decision>>, StoreError> {
-        let now = Utc::now();
-        let postgres = self.backend() == "postgres";
-        let begin = self.begin_write();
-        let mut order: Vec<usize> = (0..news.len()).collect();
-        order.sort_by_key(|&i| (news[i].tenant, news[i].identifier.index));
-        let mut answers: Vec<Option<Answered<Decision>>> = vec![None; news.len()];
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_with(begin).await?;
-            for &i in &order {
-                let new = &news[i];
-                answers[i] = Some(register_in_tx!(tx, new, reply, now, postgres));
-            }
-            tx.commit().await?;
-        });
-        Ok(answers
-            .into_iter()
-            .map(|a| a.expect("every message answered"))
-            .collect())
-    }
-
     /// Revokes the pending request of a kind for a customer if it is still
     /// `registered`, records the message with its reply, and returns that reply.
     pub async fn revoke(

@@ -11,6 +11,8 @@ mod connect;
 mod error;
 mod lifecycle;
 mod queries;
+mod register;
+mod rules;
 
 use sqlx::{PgPool, SqlitePool};
 

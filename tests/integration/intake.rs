@@ -22,6 +22,7 @@ on_both_backends!(
     a_duplicate_message_id_is_answered_with_the_same_id_and_recorded_once,
     a_natural_key_duplicate_is_answered_with_the_same_id,
     a_thousand_requests_get_a_thousand_distinct_ids,
+    a_burst_repeating_customers_and_message_ids_is_decided_as_if_one_by_one,
 );
 
 async fn the_seed_sample_is_answered_with_a_request_id_on_the_reply_topic(backend: Backend) {
@@ -268,5 +269,46 @@ async fn a_thousand_requests_get_a_thousand_distinct_ids(backend: Backend) {
     assert_eq!(correlations.len(), 1000, "every request answered once");
     assert_eq!(app.store.counts().await.unwrap(), (1000, 1000));
     assert_eq!(app.bus.depth(&app.topology().work_queue).await, 0);
+    app.stop().await;
+}
+
+async fn a_burst_repeating_customers_and_message_ids_is_decided_as_if_one_by_one(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut replies = app.replies().await;
+
+    // 300 deliveries at once, so they share batches: 200 distinct messages (the
+    // last 100 are redeliveries of the first 100) about 40 customers.
+    for i in 0..300 {
+        let j = i % 200;
+        let body = sample_with(&[
+            ("callid", json!(format!("call-{j}"))),
+            ("AccountNumber", json!(format!("account-{}", j % 40))),
+        ]);
+        app.bus
+            .publish_pipelined(
+                &app.topology().exchange,
+                SAMPLE_KEY,
+                &body,
+                properties(Some(&format!("m-{j}")), Some(&format!("c-{i}"))),
+            )
+            .await;
+    }
+    app.bus.wait_for_confirms().await;
+
+    let got = replies.take(300, Duration::from_secs(120)).await;
+    let mut by_customer: Vec<HashSet<&str>> = vec![HashSet::new(); 40];
+    for reply in &got {
+        let i: usize = reply.correlation_id.as_deref().unwrap()[2..]
+            .parse()
+            .unwrap();
+        by_customer[(i % 200) % 40].insert(reply.response().expect("success"));
+    }
+    assert!(
+        by_customer.iter().all(|ids| ids.len() == 1),
+        "every customer's messages got one request id: {by_customer:?}"
+    );
+    let ids: HashSet<&str> = by_customer.iter().flatten().copied().collect();
+    assert_eq!(ids.len(), 40, "one request per customer");
+    assert_eq!(app.store.counts().await.unwrap(), (40, 200));
     app.stop().await;
 }

@@ -1,0 +1,183 @@
+//! One run of the bench: a fresh topology, the children under test, N requests
+//! published, every reply matched by correlation id, and one JSON line of figures.
+//!
+//! Two loads: a stream (the children run while requests are published, at most W
+//! unconfirmed or at a fixed rate), and a backlog (all N wait in the queue before
+//! the children start, as after an outage), which measures drain rate and memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::child::Children;
+use super::{RunResult, round1};
+use crate::amqp::{Broker, Incoming, Outgoing, Publisher, Topology};
+use crate::config::BenchArgs;
+use crate::send::SAMPLE_REQUEST;
+
+/// When each request (by correlation id) was published.
+type SentAt = Arc<Mutex<HashMap<String, Instant>>>;
+
+pub async fn run_once(
+    args: &BenchArgs,
+    mode: &'static str,
+    round: u32,
+) -> anyhow::Result<RunResult> {
+    let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let topology = Topology {
+        exchange: format!("bench.{id}.lcm"),
+        work_queue: format!("bench.{id}.requests"),
+        invalid_queue: format!("bench.{id}.invalid"),
+        dead_queue: format!("bench.{id}.dead"),
+        bindings: Topology::default_bindings(),
+        delivery_limit: 20,
+        retry_delays: Topology::default_retry_delays(),
+    };
+    let broker = Broker::connect(&args.broker.amqp_url, "privacy-worker bench").await?;
+    broker.declare(&topology).await?;
+    let reply_queue = broker
+        .reply_queue(Some((
+            &topology.exchange,
+            "*.*.SetDataPrivacyStatusResponse",
+        )))
+        .await?;
+    let mut replies = broker.consume(&reply_queue, 2048).await?;
+
+    let publisher = broker.publisher().await?;
+    let sent: SentAt = Default::default();
+    let (n, window, rate) = (args.n, args.window.max(1), args.rate);
+    let exchange = topology.exchange.clone();
+    let (children, started, publishing) = if args.backlog {
+        // The whole backlog is queued before any child starts; the clock starts
+        // when they are all consuming.
+        publish_all(publisher, exchange, id, n, window, None, sent.clone()).await?;
+        let children = Children::start(args, mode, &topology, &broker).await?;
+        (children, Instant::now(), None)
+    } else {
+        let children = Children::start(args, mode, &topology, &broker).await?;
+        let sent = sent.clone();
+        let publishing = tokio::spawn(async move {
+            publish_all(publisher, exchange, id, n, window, rate, sent).await
+        });
+        (children, Instant::now(), Some(publishing))
+    };
+
+    let mut latencies = Vec::with_capacity(args.n);
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let (mut errors, mut last_reply) = (0usize, started);
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    while seen.len() < args.n {
+        let next = tokio::time::timeout_at(deadline.into(), replies.next()).await;
+        let Ok(Some(Ok(reply))) = next else { break };
+        let now = Instant::now();
+        reply.ack().await?;
+        let Some(correlation) = reply.correlation_id.clone() else {
+            continue;
+        };
+        let count = seen.entry(correlation.clone()).or_default();
+        *count += 1;
+        if *count > 1 {
+            continue;
+        }
+        if !is_success(&reply) {
+            errors += 1;
+        }
+        // A backlogged request waits from the moment the children are ready.
+        if let Some(at) = sent.lock().expect("not poisoned").get(&correlation) {
+            latencies.push(now.duration_since((*at).max(started)));
+        }
+        last_reply = now;
+    }
+    if let Some(publishing) = publishing {
+        publishing.await??;
+    }
+    let elapsed = last_reply.duration_since(started).as_secs_f64().max(1e-6);
+    let (cpu, rss) = (children.cpu_seconds(), children.peak_rss_mib());
+    children.stop().await;
+    broker.delete_topology(&topology).await;
+    broker.close().await;
+
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
+    };
+    let replied = seen.len();
+    let throughput = replied as f64 / elapsed;
+    let line = json!({
+        "mode": mode, "round": round, "n": args.n, "window": args.window, "rate": args.rate,
+        "backlog": args.backlog, "instances": args.instances,
+        "replied": replied, "missing": args.n - replied,
+        "duplicates": seen.values().filter(|c| **c > 1).count(), "errors": errors,
+        "throughput_per_s": round1(throughput),
+        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "cpu_s": cpu, "rss_peak_mib": rss,
+        "cpu_us_per_request": cpu.map(|c| (c * 1e6 / args.n as f64).round()),
+    });
+    Ok(RunResult {
+        mode,
+        throughput,
+        line,
+    })
+}
+
+fn is_success(reply: &Incoming) -> bool {
+    serde_json::from_slice::<Value>(&reply.body)
+        .map(|v| v["message"]["response"].is_string())
+        .unwrap_or(false)
+}
+
+async fn publish_all(
+    publisher: Publisher,
+    exchange: String,
+    run: String,
+    n: usize,
+    window: usize,
+    rate: Option<u32>,
+    sent: SentAt,
+) -> anyhow::Result<()> {
+    let template: Value = serde_json::from_str(SAMPLE_REQUEST)?;
+    let mut in_flight = FuturesUnordered::new();
+    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+    let start = Instant::now();
+    for i in 0..n {
+        if let Some(interval) = interval {
+            tokio::time::sleep_until((start + interval * i as u32).into()).await;
+        }
+        while in_flight.len() >= window {
+            in_flight.next().await.transpose()?;
+        }
+        let id = format!("{run}-{i}");
+        let mut body = template.clone();
+        body["message"]["callid"] = json!(id);
+        body["message"]["AccountNumber"] = json!(id);
+        let body = serde_json::to_vec(&body)?;
+        let publisher = publisher.clone();
+        let exchange = exchange.clone();
+        sent.lock()
+            .expect("not poisoned")
+            .insert(id.clone(), Instant::now());
+        in_flight.push(async move {
+            publisher
+                .publish(Outgoing {
+                    exchange: &exchange,
+                    routing_key: "LCM.WebService.GetDataPrivacyStatusRequest",
+                    body: &body,
+                    correlation_id: Some(&id),
+                    message_id: Some(&id),
+                    reply_to: None,
+                })
+                .await
+        });
+    }
+    while let Some(result) = in_flight.next().await {
+        result?;
+    }
+    Ok(())
+}
