@@ -1,0 +1,108 @@
+//! SQLite's side of a batch: a statement per row. SQLite runs in-process, so a
+//! statement costs a function call, not a round trip, and its one writer (the
+//! IMMEDIATE transaction) is the lock.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::{MessageRow, customers, pending_row};
+use crate::store::StoreError;
+use crate::store::lifecycle::{
+    INSERT_EVENT, INSERT_REQUEST, NewRegistration, SELECT_ANSWERED, SELECT_PENDING, insert_message,
+};
+use crate::store::rules::{Known, Plan};
+
+/// Reads the customers' pending requests and the answers already given to the
+/// batch's idempotency keys (the IMMEDIATE transaction is the lock).
+pub async fn read(
+    tx: &mut SqliteConnection,
+    news: &[NewRegistration<'_>],
+    order: &[usize],
+) -> Result<Known, StoreError> {
+    let mut known = Known::default();
+    for key in news
+        .iter()
+        .filter_map(|n| n.message.idempotency_key.as_deref())
+    {
+        let answered: Option<(Option<i64>, String)> = sqlx::query_as(SELECT_ANSWERED)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(answered) = answered {
+            known.answered.insert(key.to_owned(), answered);
+        }
+    }
+    for (tenant, index) in customers(news, order) {
+        let rows: Vec<(i64, String, bool, String)> = sqlx::query_as(SELECT_PENDING)
+            .bind(tenant)
+            .bind(index)
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows = rows.into_iter().map(pending_row).collect();
+        known
+            .pending
+            .insert((tenant.to_owned(), index.to_owned()), rows);
+    }
+    Ok(known)
+}
+
+/// Inserts the registrations; returns their ids.
+pub async fn insert_requests(
+    tx: &mut SqliteConnection,
+    news: &[NewRegistration<'_>],
+    registrations: &[usize],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(registrations.len());
+    for &i in registrations {
+        let new = &news[i];
+        let id: i64 = sqlx::query_scalar(INSERT_REQUEST)
+            .bind(new.tenant)
+            .bind(new.flow)
+            .bind(new.kind.as_str())
+            .bind(new.pseudonymize)
+            .bind(new.identifier.kind)
+            .bind(new.identifier.index)
+            .bind(&new.identifier.sealed.bytes)
+            .bind(&new.identifier.sealed.key_id)
+            .bind(new.source)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+pub async fn insert_events(
+    tx: &mut SqliteConnection,
+    news: &[NewRegistration<'_>],
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for event in &plan.events {
+        sqlx::query(INSERT_EVENT)
+            .bind(event.request_id)
+            .bind(now)
+            .bind(news[event.message].actor)
+            .bind(event.from_status.as_deref())
+            .bind(&event.to_status)
+            .bind(&event.reason)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn insert_messages(
+    tx: &mut SqliteConnection,
+    news: &[NewRegistration<'_>],
+    rows: &[MessageRow],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for row in rows {
+        let message = &news[row.index].message;
+        insert_message!(tx, message, Some(row.request_id), &row.reply_payload, now);
+    }
+    Ok(())
+}
