@@ -260,9 +260,11 @@ pub struct RunArgs {
     /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
     #[arg(long, env = "PRIVACY_BATCH_MAX", default_value_t = 64)]
     pub batch_max: usize,
-    /// Milliseconds a batch waits for more deliveries after its first one.
-    #[arg(long, env = "PRIVACY_BATCH_WAIT_MS", default_value_t = 2)]
-    pub batch_wait_ms: u64,
+    /// Batches being handled at once; deliveries arriving while all are busy
+    /// gather into the next batch (up to PRIVACY_BATCH_MAX).
+    #[arg(long, env = "PRIVACY_BATCHES_IN_FLIGHT", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub batches_in_flight: u16,
     /// Larger bodies are refused unread.
     #[arg(long, env = "PRIVACY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -325,7 +327,7 @@ impl RunArgs {
             },
             prefetch: self.prefetch.max(1),
             batch_max: self.batch_max.max(1),
-            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            batches_in_flight: usize::from(self.batches_in_flight),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
             },

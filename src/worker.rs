@@ -1,10 +1,11 @@
 //! The consume loop: connect, declare, pipeline deliveries, reconnect, drain.
 //!
-//! Deliveries are gathered into batches (closed by size or after a few
-//! milliseconds) and each batch is handled in its own task: agent requests are
-//! recorded in one transaction (group commit), then answered and acknowledged one
-//! by one. Batches run concurrently up to the prefetch count, so throughput is
-//! bound neither by one commit per message nor by one publisher confirm at a time. Losing the broker ends the session; the loop reconnects
+//! Deliveries are gathered into batches and each batch is handled in its own
+//! task: agent requests are recorded in one transaction (group commit), then
+//! answered and acknowledged. A few batches run at once; while they are busy the
+//! next one grows (up to its maximum), so the batch size follows the load and
+//! throughput is bound neither by one commit per message nor by one publisher
+//! confirm at a time. Losing the broker ends the session; the loop reconnects
 //! with exponential backoff and carries on (unacknowledged deliveries come back
 //! and idempotency absorbs them). A shutdown signal stops consuming, lets in-flight
 //! deliveries finish within the drain deadline, and closes cleanly.
@@ -42,8 +43,8 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
     pub batch_max: usize,
-    /// How long a batch waits for more deliveries after its first one.
-    pub batch_wait: Duration,
+    /// Batches handled at once; while all are busy, deliveries gather into the next.
+    pub batches_in_flight: usize,
     /// Body limits.
     pub limits: Limits,
     /// Attempts a message gets, the first included, before it is parked as dead
@@ -196,21 +197,14 @@ async fn session(
 
     let intake = Intake::new(handlers.clone(), gate.clone(), publisher, settings.clone());
     let mut in_flight = JoinSet::new();
-    // Deliveries gathered for one group commit, and when the batch must close.
+    // Deliveries gathered for the next group commit.
     let mut batch = Vec::new();
-    let mut close_at = None;
     let flush = |batch: &mut Vec<Incoming>, in_flight: &mut JoinSet<Vec<Outcome>>| {
         let intake = intake.clone();
         let taken = std::mem::take(batch);
         in_flight.spawn(async move { intake.handle_batch(taken).await });
     };
     let end = loop {
-        let closes = async move {
-            match close_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = &mut *shutdown => break SessionEnd::Shutdown,
             delivery = deliveries.next() => match delivery {
@@ -218,18 +212,11 @@ async fn session(
                     batch.push(incoming);
                     if batch.len() >= settings.batch_max {
                         flush(&mut batch, &mut in_flight);
-                        close_at = None;
-                    } else if close_at.is_none() {
-                        close_at = Some(tokio::time::Instant::now() + settings.batch_wait);
                     }
                 }
                 Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
                 None => break SessionEnd::Lost("consumer cancelled or channel closed".into()),
             },
-            () = closes => {
-                flush(&mut batch, &mut in_flight);
-                close_at = None;
-            }
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
                 Ok(outcomes) => {
                     // The channel is failing; reconnect rather than keep taking deliveries.
@@ -240,6 +227,12 @@ async fn session(
                 }
                 Err(e) => error!(error = %e, "delivery task panicked; the broker will redeliver"),
             },
+        }
+        // A free slot takes the batch at once, so an idle worker adds no latency;
+        // while every slot is busy the batch grows, so load makes batches bigger
+        // and commits fewer (self-clocking group commit).
+        if !batch.is_empty() && in_flight.len() < settings.batches_in_flight {
+            flush(&mut batch, &mut in_flight);
         }
     };
     // Deliveries already taken are handled too (on a lost connection their acks

@@ -9,8 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -55,16 +53,16 @@ pub async fn run_once(
     let (children, started, publishing) = if args.backlog {
         // The whole backlog is queued before any child starts; the clock starts
         // when they are all consuming.
-        publish_all(publisher, exchange, id, n, window, None, sent.clone()).await?;
+        let confirms = publish_all(publisher, exchange, id, n, window, None, sent.clone()).await?;
         let children = Children::start(args, mode, &topology, &broker).await?;
-        (children, Instant::now(), None)
+        (children, Instant::now(), Err(confirms))
     } else {
         let children = Children::start(args, mode, &topology, &broker).await?;
         let sent = sent.clone();
         let publishing = tokio::spawn(async move {
             publish_all(publisher, exchange, id, n, window, rate, sent).await
         });
-        (children, Instant::now(), Some(publishing))
+        (children, Instant::now(), Ok(publishing))
     };
 
     let mut latencies = Vec::with_capacity(args.n);
@@ -93,9 +91,10 @@ pub async fn run_once(
         }
         last_reply = now;
     }
-    if let Some(publishing) = publishing {
-        publishing.await??;
-    }
+    let mut confirms = match publishing {
+        Ok(publishing) => publishing.await??,
+        Err(confirms) => confirms,
+    };
     let elapsed = last_reply.duration_since(started).as_secs_f64().max(1e-6);
     let (cpu, rss) = (children.cpu_seconds(), children.peak_rss_mib());
     children.stop().await;
@@ -103,11 +102,8 @@ pub async fn run_once(
     broker.close().await;
 
     latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
-    };
+    confirms.sort();
+    let pct = |p: f64| percentile(&latencies, p);
     let replied = seen.len();
     let throughput = replied as f64 / elapsed;
     let line = json!({
@@ -117,6 +113,7 @@ pub async fn run_once(
         "duplicates": seen.values().filter(|c| **c > 1).count(), "errors": errors,
         "throughput_per_s": round1(throughput),
         "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "confirm_p50_ms": percentile(&confirms, 0.5), "confirm_p99_ms": percentile(&confirms, 0.99),
         "cpu_s": cpu, "rss_peak_mib": rss,
         "cpu_us_per_request": cpu.map(|c| (c * 1e6 / args.n as f64).round()),
     });
@@ -125,6 +122,14 @@ pub async fn run_once(
         throughput,
         line,
     })
+}
+
+/// The p-th percentile of sorted durations, in milliseconds.
+fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted
+        .get(at)
+        .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
 }
 
 fn is_success(reply: &Incoming) -> bool {
@@ -141,17 +146,23 @@ async fn publish_all(
     window: usize,
     rate: Option<u32>,
     sent: SentAt,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Duration>> {
     let template: Value = serde_json::from_str(SAMPLE_REQUEST)?;
-    let mut in_flight = FuturesUnordered::new();
+    // Each publish is its own task, so it goes out at once, not when the window
+    // next fills up, and a sleeping rate schedule does not hold it back.
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut confirms = Vec::with_capacity(n);
     let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
     let start = Instant::now();
     for i in 0..n {
         if let Some(interval) = interval {
             tokio::time::sleep_until((start + interval * i as u32).into()).await;
         }
+        while let Some(done) = in_flight.try_join_next() {
+            confirms.push(done??);
+        }
         while in_flight.len() >= window {
-            in_flight.next().await.transpose()?;
+            confirms.push(in_flight.join_next().await.expect("not empty")??);
         }
         let id = format!("{run}-{i}");
         let mut body = template.clone();
@@ -163,7 +174,8 @@ async fn publish_all(
         sent.lock()
             .expect("not poisoned")
             .insert(id.clone(), Instant::now());
-        in_flight.push(async move {
+        in_flight.spawn(async move {
+            let at = Instant::now();
             publisher
                 .publish(Outgoing {
                     exchange: &exchange,
@@ -174,10 +186,11 @@ async fn publish_all(
                     reply_to: None,
                 })
                 .await
+                .map(|()| at.elapsed())
         });
     }
-    while let Some(result) = in_flight.next().await {
-        result?;
+    while let Some(done) = in_flight.join_next().await {
+        confirms.push(done??);
     }
-    Ok(())
+    Ok(confirms)
 }

@@ -163,7 +163,7 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         },
         prefetch: 64,
         batch_max: 16,
-        batch_wait: Duration::from_millis(2),
+        batches_in_flight: 2,
         limits: Limits::default(),
         retry_attempts: 5,
         drain_timeout: Duration::from_secs(10),

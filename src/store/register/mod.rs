@@ -65,8 +65,7 @@ impl Store {
                 let ids = pg::insert_requests(&mut tx, news, &plan.registrations, now).await?;
                 plan.resolve(&ids);
                 let (answers, messages) = answers(&plan, &reply);
-                pg::insert_events(&mut tx, news, &plan, now).await?;
-                pg::insert_messages(&mut tx, news, &messages, now).await?;
+                pg::insert_answers(&mut tx, news, &plan, &messages, now).await?;
                 tx.commit().await?;
                 Ok(answers)
             }
@@ -77,8 +76,7 @@ impl Store {
                 let ids = sqlite::insert_requests(&mut tx, news, &plan.registrations, now).await?;
                 plan.resolve(&ids);
                 let (answers, messages) = answers(&plan, &reply);
-                sqlite::insert_events(&mut tx, news, &plan, now).await?;
-                sqlite::insert_messages(&mut tx, news, &messages, now).await?;
+                sqlite::insert_answers(&mut tx, news, &plan, &messages, now).await?;
                 tx.commit().await?;
                 Ok(answers)
             }

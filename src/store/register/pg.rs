@@ -20,26 +20,31 @@ const SELECT_PENDING_ANY: &str = "SELECT p.tenant, p.identifier_index, p.id, p.k
     FROM privacy_requests p JOIN unnest($1::text[], $2::text[]) AS c(t, i) \
       ON p.tenant = c.t AND p.identifier_index = c.i \
     WHERE p.status IN ('registered', 'in_progress') ORDER BY p.id";
-const NEXT_IDS: &str = "SELECT nextval('privacy_request_id_seq') FROM generate_series(1, $1)";
+// Ids come from the sequence (the column default); RETURNING gives each row's
+// customer, kind and pseudonymization, which identify it within the batch (the
+// rules register at most one pending request per combination).
 const INSERT_REQUESTS: &str = "INSERT INTO privacy_requests \
-    (id, tenant, flow, kind, pseudonymize, identifier_type, identifier_index, identifier_value, \
+    (tenant, flow, kind, pseudonymize, identifier_type, identifier_index, identifier_value, \
      key_id, source, status, created_at, updated_at, due_at) \
-    SELECT id, tenant, flow, kind, pseudonymize, itype, iindex, ivalue, key_id, source, \
-           'registered', $11, $11, $11 \
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], \
-                $7::text[], $8::bytea[], $9::text[], $10::text[]) \
-      AS r(id, tenant, flow, kind, pseudonymize, itype, iindex, ivalue, key_id, source)";
-const INSERT_EVENTS: &str = "INSERT INTO request_events \
-    (request_id, at, actor, from_status, to_status, reason) \
-    SELECT r, $6, a, f, t, why \
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS e(r, a, f, t, why)";
-const INSERT_MESSAGES: &str = "INSERT INTO inbound_messages \
+    SELECT tenant, flow, kind, pseudonymize, itype, iindex, ivalue, key_id, source, \
+           'registered', $10, $10, $10 \
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], \
+                $6::text[], $7::bytea[], $8::text[], $9::text[]) \
+      AS r(tenant, flow, kind, pseudonymize, itype, iindex, ivalue, key_id, source) \
+    RETURNING id, tenant, identifier_index, kind, pseudonymize";
+// The audit events and the messages with their replies, in one statement.
+const INSERT_ANSWERS: &str = "WITH events AS ( \
+      INSERT INTO request_events (request_id, at, actor, from_status, to_status, reason) \
+      SELECT r, $19, a, f, t, why \
+      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+        AS e(r, a, f, t, why)) \
+    INSERT INTO inbound_messages \
     (idempotency_key, request_id, operation, source, message_id, correlation_id, reply_to, \
      routing_key, details, personal_data, personal_key_id, reply_payload, received_at, answered_at) \
-    SELECT k, r, op, src, mid, cid, rt, rk, d, pd, pk, rp, ra, $14 \
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[], \
-                $13::timestamptz[]) \
+    SELECT k, r, op, src, mid, cid, rt, rk, d, pd, pk, rp, ra, $19 \
+    FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                $12::text[], $13::text[], $14::text[], $15::bytea[], $16::text[], $17::text[], \
+                $18::timestamptz[]) \
       AS m(k, r, op, src, mid, cid, rt, rk, d, pd, pk, rp, ra)";
 
 /// Locks the batch's customers, then reads their pending requests and the
@@ -82,7 +87,7 @@ pub async fn read(
     Ok(known)
 }
 
-/// Allocates ids for the registrations and inserts them; returns the ids.
+/// Inserts the registrations; returns their ids, in the order of `registrations`.
 pub async fn insert_requests(
     tx: &mut PgConnection,
     news: &[NewRegistration<'_>],
@@ -92,14 +97,8 @@ pub async fn insert_requests(
     if registrations.is_empty() {
         return Ok(Vec::new());
     }
-    let mut ids: Vec<i64> = sqlx::query_scalar(NEXT_IDS)
-        .bind(registrations.len() as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-    ids.sort_unstable();
     let new = |i: &usize| &news[*i];
-    sqlx::query(INSERT_REQUESTS)
-        .bind(&ids)
+    let rows: Vec<(i64, String, String, String, bool)> = sqlx::query_as(INSERT_REQUESTS)
         .bind(column(registrations, |i| new(i).tenant))
         .bind(column(registrations, |i| new(i).flow))
         .bind(column(registrations, |i| new(i).kind.as_str()))
@@ -114,44 +113,48 @@ pub async fn insert_requests(
         }))
         .bind(column(registrations, |i| new(i).source))
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(ids)
+    let ids: HashMap<(String, String, String, bool), i64> = rows
+        .into_iter()
+        .map(|(id, tenant, index, kind, pseudonymize)| ((tenant, index, kind, pseudonymize), id))
+        .collect();
+    registrations
+        .iter()
+        .map(|&i| {
+            let n = &news[i];
+            let key = (
+                n.tenant.to_owned(),
+                n.identifier.index.to_owned(),
+                n.kind.as_str().to_owned(),
+                n.pseudonymize,
+            );
+            ids.get(&key)
+                .copied()
+                .ok_or_else(|| StoreError::Rejected("an inserted request was not returned".into()))
+        })
+        .collect()
 }
 
-pub async fn insert_events(
+/// Inserts the audit events and the decided messages with their replies.
+pub async fn insert_answers(
     tx: &mut PgConnection,
     news: &[NewRegistration<'_>],
     plan: &Plan,
+    rows: &[MessageRow],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    if plan.events.is_empty() {
+    if plan.events.is_empty() && rows.is_empty() {
         return Ok(());
     }
     let events = &plan.events;
-    sqlx::query(INSERT_EVENTS)
+    let m = |row: &MessageRow| &news[row.index].message;
+    sqlx::query(INSERT_ANSWERS)
         .bind(column(events, |e| e.request_id))
         .bind(column(events, |e| news[e.message].actor))
         .bind(column(events, |e| e.from_status.as_deref()))
         .bind(column(events, |e| e.to_status.as_str()))
         .bind(column(events, |e| e.reason.as_str()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-pub async fn insert_messages(
-    tx: &mut PgConnection,
-    news: &[NewRegistration<'_>],
-    rows: &[MessageRow],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let m = |row: &MessageRow| &news[row.index].message;
-    sqlx::query(INSERT_MESSAGES)
         .bind(column(rows, |r| m(r).idempotency_key.as_deref()))
         .bind(column(rows, |r| r.request_id))
         .bind(column(rows, |r| m(r).operation))

@@ -74,10 +74,12 @@ pub async fn insert_requests(
     Ok(ids)
 }
 
-pub async fn insert_events(
+/// Inserts the audit events and the decided messages with their replies.
+pub async fn insert_answers(
     tx: &mut SqliteConnection,
     news: &[NewRegistration<'_>],
     plan: &Plan,
+    rows: &[MessageRow],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for event in &plan.events {
@@ -91,15 +93,6 @@ pub async fn insert_events(
             .execute(&mut *tx)
             .await?;
     }
-    Ok(())
-}
-
-pub async fn insert_messages(
-    tx: &mut SqliteConnection,
-    news: &[NewRegistration<'_>],
-    rows: &[MessageRow],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
     for row in rows {
         let message = &news[row.index].message;
         insert_message!(tx, message, Some(row.request_id), &row.reply_payload, now);
