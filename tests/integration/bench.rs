@@ -1,15 +1,18 @@
 //! The bench tool itself works: every request answered, nothing missing, both
-//! modes, a summary with a ratio. (Its figures are read by people, not asserted.)
+//! modes, a summary with a ratio; and the backlog load with two instances.
+//! (Its figures are read by people, not asserted.)
 
 use serde_json::Value;
 
 use crate::helpers::amqp_url;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bench_runs_echo_and_worker_and_prints_a_ratio() {
+/// Runs `privacy-worker bench` with `args` on a fresh SQLite store; returns the
+/// run lines and the summary.
+async fn bench(args: &[&str]) -> (Vec<Value>, Value) {
     let dir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
-        .args(["bench", "--n", "200", "--window", "32", "--rounds", "1"])
+        .arg("bench")
+        .args(args)
         .env("AMQP_URL", amqp_url())
         .env(
             "DATABASE_URL",
@@ -25,22 +28,51 @@ async fn the_bench_runs_echo_and_worker_and_prints_a_ratio() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let lines: Vec<Value> = stdout
+    let mut lines: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
         .collect();
-    let runs: Vec<&Value> = lines.iter().filter(|l| l.get("mode").is_some()).collect();
-    assert_eq!(runs.len(), 2);
-    for run in runs {
-        assert_eq!(run["replied"], 200, "{run}");
-        assert_eq!(run["missing"], 0);
-        assert_eq!(run["duplicates"], 0);
-        assert_eq!(run["errors"], 0);
-        assert!(run["p99_ms"].as_f64().unwrap() > 0.0);
+    let summary = lines.pop().expect("a summary line")["summary"].clone();
+    (lines, summary)
+}
+
+fn assert_all_answered_once(run: &Value, n: u64) {
+    assert_eq!(run["replied"], n, "{run}");
+    assert_eq!(run["missing"], 0, "{run}");
+    assert_eq!(run["duplicates"], 0, "{run}");
+    assert_eq!(run["errors"], 0, "{run}");
+    assert!(run["p99_ms"].as_f64().unwrap() > 0.0, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_runs_echo_and_worker_and_prints_a_ratio() {
+    let (runs, summary) = bench(&["--n", "200", "--window", "32", "--rounds", "1"]).await;
+    let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["echo", "worker"]);
+    for run in &runs {
+        assert_all_answered_once(run, 200);
     }
-    let summary = &lines.last().unwrap()["summary"];
     assert!(
         summary["ratio_worker_to_echo"].as_f64().unwrap() > 0.0,
         "{summary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_drain_a_backlog_queued_before_they_start() {
+    let args = [
+        "--mode",
+        "worker",
+        "--backlog",
+        "--instances",
+        "2",
+        "--n",
+        "400",
+    ];
+    let (runs, summary) = bench(&[&args[..], &["--rounds", "1"]].concat()).await;
+    assert_eq!(runs.len(), 1);
+    assert_all_answered_once(&runs[0], 400);
+    assert_eq!(runs[0]["instances"], 2);
+    assert_eq!(runs[0]["backlog"], true);
+    assert!(summary["worker_median_per_s"].as_f64().unwrap() > 0.0);
 }
