@@ -88,7 +88,7 @@ pub(super) fn plan(news: &[NewRegistration<'_>], order: &[usize], mut known: Kno
         let customer = (new.tenant.to_owned(), new.identifier.index.to_owned());
         let pending = known.pending.entry(customer).or_default();
         let provisional = -(plan.registrations.len() as i64 + 1);
-        let (decision, event) = decide(new, pending, provisional);
+        let (decision, event) = decide(new, i, pending, provisional);
         if let Decision::Registered(id) = decision {
             plan.registrations.push(i);
             pending.push(PendingRow {
@@ -98,10 +98,7 @@ pub(super) fn plan(news: &[NewRegistration<'_>], order: &[usize], mut known: Kno
                 status: "registered".to_owned(),
             });
         }
-        plan.events.push(PlannedEvent {
-            message: i,
-            ..event
-        });
+        plan.events.push(event);
         planned[i] = Some(Planned::Decided(decision));
     }
     plan.planned = planned
@@ -114,9 +111,11 @@ pub(super) fn plan(news: &[NewRegistration<'_>], order: &[usize], mut known: Kno
 /// The rule for one registration against its customer's pending requests: a
 /// pending forget refuses everything; a pending access request of the same kind
 /// and pseudonymization is joined (LCM) or refuses (RCDP); otherwise a new request
-/// with id `new_id` is registered. Returns the audit event it records.
+/// with id `new_id` is registered. Returns the audit event it records for the
+/// batch's message number `message`.
 fn decide(
     new: &NewRegistration<'_>,
+    message: usize,
     pending: &[PendingRow],
     new_id: i64,
 ) -> (Decision, PlannedEvent) {
@@ -146,7 +145,7 @@ fn decide(
         ),
         (None, None) => {
             let event = PlannedEvent {
-                message: 0,
+                message,
                 request_id: new_id,
                 from_status: None,
                 to_status: "registered".to_owned(),
@@ -156,7 +155,7 @@ fn decide(
         }
     };
     let event = PlannedEvent {
-        message: 0,
+        message,
         request_id: hit.id,
         from_status: Some(hit.status.clone()),
         to_status: hit.status.clone(),
