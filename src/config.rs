@@ -261,7 +261,7 @@ pub struct RunArgs {
     #[arg(long, env = "PRIVACY_BATCH_MAX", default_value_t = 64)]
     pub batch_max: usize,
     /// Batches being handled at once; deliveries arriving while all are busy
-    /// gather into the next batch (up to PRIVACY_BATCH_MAX).
+    /// gather into the next batch, which starts anyway once it is full.
     #[arg(long, env = "PRIVACY_BATCHES_IN_FLIGHT", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub batches_in_flight: u16,

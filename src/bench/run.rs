@@ -21,6 +21,13 @@ use crate::send::SAMPLE_REQUEST;
 /// When each request (by correlation id) was published.
 type SentAt = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// The publisher's confirm latencies: already known (backlog), or to come.
+enum Publishing {
+    Done(Vec<Duration>),
+    Running(tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>),
+}
+
+/// One run of `mode` (echo or worker) on fresh names; its figures as a JSON line.
 pub async fn run_once(
     args: &BenchArgs,
     mode: &'static str,
@@ -55,14 +62,14 @@ pub async fn run_once(
         // when they are all consuming.
         let confirms = publish_all(publisher, exchange, id, n, window, None, sent.clone()).await?;
         let children = Children::start(args, mode, &topology, &broker).await?;
-        (children, Instant::now(), Err(confirms))
+        (children, Instant::now(), Publishing::Done(confirms))
     } else {
         let children = Children::start(args, mode, &topology, &broker).await?;
         let sent = sent.clone();
         let publishing = tokio::spawn(async move {
             publish_all(publisher, exchange, id, n, window, rate, sent).await
         });
-        (children, Instant::now(), Ok(publishing))
+        (children, Instant::now(), Publishing::Running(publishing))
     };
 
     let mut latencies = Vec::with_capacity(args.n);
@@ -92,8 +99,8 @@ pub async fn run_once(
         last_reply = now;
     }
     let mut confirms = match publishing {
-        Ok(publishing) => publishing.await??,
-        Err(confirms) => confirms,
+        Publishing::Running(publishing) => publishing.await??,
+        Publishing::Done(confirms) => confirms,
     };
     let elapsed = last_reply.duration_since(started).as_secs_f64().max(1e-6);
     let (cpu, rss) = (children.cpu_seconds(), children.peak_rss_mib());
