@@ -39,6 +39,21 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Names of their own under `prefix` (`{prefix}.lcm`, `{prefix}.requests`,
+    /// `{prefix}.invalid`, `{prefix}.dead`), with the default bindings, limit and
+    /// delays: for the bench's runs and the tests, which share one broker.
+    pub fn scratch(prefix: &str) -> Self {
+        Self {
+            exchange: format!("{prefix}.lcm"),
+            work_queue: format!("{prefix}.requests"),
+            invalid_queue: format!("{prefix}.invalid"),
+            dead_queue: format!("{prefix}.dead"),
+            bindings: Self::default_bindings(),
+            delivery_limit: 20,
+            retry_delays: Self::default_retry_delays(),
+        }
+    }
+
     /// Every request subtopic, under both topic spellings the documents use.
     pub fn default_bindings() -> Vec<String> {
         let subtopics = [

@@ -34,15 +34,7 @@ pub async fn run_once(
     round: u32,
 ) -> anyhow::Result<RunResult> {
     let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let topology = Topology {
-        exchange: format!("bench.{id}.lcm"),
-        work_queue: format!("bench.{id}.requests"),
-        invalid_queue: format!("bench.{id}.invalid"),
-        dead_queue: format!("bench.{id}.dead"),
-        bindings: Topology::default_bindings(),
-        delivery_limit: 20,
-        retry_delays: Topology::default_retry_delays(),
-    };
+    let topology = Topology::scratch(&format!("bench.{id}"));
     let broker = Broker::connect(&args.broker.amqp_url, "privacy-worker bench").await?;
     broker.declare(&topology).await?;
     let reply_queue = broker

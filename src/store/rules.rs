@@ -175,23 +175,32 @@ impl Decision {
         }
     }
 
-    fn map_id(self, f: impl Fn(i64) -> i64) -> Self {
+    fn request_id_mut(&mut self) -> &mut i64 {
         match self {
-            Decision::Registered(id) => Decision::Registered(f(id)),
-            Decision::Joined(id) => Decision::Joined(f(id)),
-            Decision::ForgetPending(id) => Decision::ForgetPending(f(id)),
-            Decision::Duplicate { id, status } => Decision::Duplicate { id: f(id), status },
+            Decision::Registered(id)
+            | Decision::Joined(id)
+            | Decision::ForgetPending(id)
+            | Decision::Duplicate { id, .. } => id,
         }
     }
 }
 
 impl Plan {
+    /// The messages decided now (to record), by their index in the batch.
+    pub fn decided(&self) -> Vec<usize> {
+        let decided = self.planned.iter().enumerate();
+        decided
+            .filter_map(|(i, p)| matches!(p, Planned::Decided(_)).then_some(i))
+            .collect()
+    }
+
     /// Replaces provisional ids by `ids` (the k-th registration's real id).
     pub fn resolve(&mut self, ids: &[i64]) {
         let real = |id: i64| if id < 0 { ids[(-id - 1) as usize] } else { id };
         for planned in &mut self.planned {
             if let Planned::Decided(decision) = planned {
-                *decision = decision.clone().map_id(real);
+                let id = decision.request_id_mut();
+                *id = real(*id);
             }
         }
         for event in &mut self.events {

@@ -140,14 +140,9 @@ pub fn test_topology() -> Topology {
     let id = Uuid::new_v4().simple().to_string();
     let id = &id[..12];
     Topology {
-        exchange: format!("test.{id}.lcm"),
-        work_queue: format!("test.{id}.requests"),
-        invalid_queue: format!("test.{id}.invalid"),
-        dead_queue: format!("test.{id}.dead"),
-        bindings: Topology::default_bindings(),
-        delivery_limit: 20,
         // Short tiers keep the tests quick; the defaults are 1s, 5s, 30s.
         retry_delays: vec![Duration::from_millis(200), Duration::from_millis(500)],
+        ..Topology::scratch(&format!("test.{id}"))
     }
 }
 

@@ -22,11 +22,20 @@ use super::lifecycle::{Answered, Decision, NewRegistration};
 use super::rules::{self, PendingRow, Plan, Planned};
 use super::{Pools, Store, StoreError};
 
-/// A message decided now, to record with its reply.
-struct MessageRow {
-    index: usize,
-    request_id: i64,
-    reply_payload: String,
+/// The batch flow on one backend: `$side` is its module (`pg` or `sqlite`), `$tx`
+/// its open transaction. Written once, expanded per backend, like `on_pool!`.
+macro_rules! plan_and_write {
+    ($side:ident, $tx:expr, $news:expr, $order:expr, $reply:expr, $now:expr) => {{
+        let mut tx = $tx;
+        let known = $side::read(&mut tx, $news, $order).await?;
+        let mut plan = rules::plan($news, $order, known);
+        let ids = $side::insert_requests(&mut tx, $news, &plan.registrations, $now).await?;
+        plan.resolve(&ids);
+        let answers = answers(&plan, $reply);
+        $side::insert_answers(&mut tx, $news, &plan, &answers, $now).await?;
+        tx.commit().await?;
+        Ok(answers)
+    }};
 }
 
 impl Store {
@@ -57,44 +66,32 @@ impl Store {
         let now = Utc::now();
         let mut order: Vec<usize> = (0..news.len()).collect();
         order.sort_by_key(|&i| (news[i].tenant, news[i].identifier.index));
+        let begin = self.begin_write();
         match &self.pools {
             Pools::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let known = pg::read(&mut tx, news, &order).await?;
-                let mut plan = rules::plan(news, &order, known);
-                let ids = pg::insert_requests(&mut tx, news, &plan.registrations, now).await?;
-                plan.resolve(&ids);
-                let (answers, messages) = answers(&plan, &reply);
-                pg::insert_answers(&mut tx, news, &plan, &messages, now).await?;
-                tx.commit().await?;
-                Ok(answers)
+                plan_and_write!(pg, pool.begin_with(begin).await?, news, &order, &reply, now)
             }
             Pools::Sqlite(pool) => {
-                let mut tx = pool.begin_with(self.begin_write()).await?;
-                let known = sqlite::read(&mut tx, news, &order).await?;
-                let mut plan = rules::plan(news, &order, known);
-                let ids = sqlite::insert_requests(&mut tx, news, &plan.registrations, now).await?;
-                plan.resolve(&ids);
-                let (answers, messages) = answers(&plan, &reply);
-                sqlite::insert_answers(&mut tx, news, &plan, &messages, now).await?;
-                tx.commit().await?;
-                Ok(answers)
+                plan_and_write!(
+                    sqlite,
+                    pool.begin_with(begin).await?,
+                    news,
+                    &order,
+                    &reply,
+                    now
+                )
             }
         }
     }
 }
 
-/// The answer to every message of a resolved plan, and the messages to record.
-fn answers(
-    plan: &Plan,
-    reply: &impl Fn(&Decision) -> String,
-) -> (Vec<Answered<Decision>>, Vec<MessageRow>) {
-    let mut messages = Vec::new();
+/// The answer to every message of a resolved plan. Those decided now
+/// ([`Plan::decided`]) are recorded with theirs.
+fn answers(plan: &Plan, reply: &impl Fn(&Decision) -> String) -> Vec<Answered<Decision>> {
     let mut answers: Vec<Option<Answered<Decision>>> = plan
         .planned
         .iter()
-        .enumerate()
-        .map(|(index, planned)| match planned {
+        .map(|planned| match planned {
             Planned::Replay {
                 request_id,
                 reply_payload,
@@ -103,20 +100,11 @@ fn answers(
                 reply_payload: reply_payload.clone(),
                 decision: None,
             }),
-            Planned::Decided(decision) => {
-                let reply_payload = reply(decision);
-                let request_id = decision.request_id();
-                messages.push(MessageRow {
-                    index,
-                    request_id,
-                    reply_payload: reply_payload.clone(),
-                });
-                Some(Answered {
-                    request_id: Some(request_id),
-                    reply_payload,
-                    decision: Some(decision.clone()),
-                })
-            }
+            Planned::Decided(decision) => Some(Answered {
+                request_id: Some(decision.request_id()),
+                reply_payload: reply(decision),
+                decision: Some(decision.clone()),
+            }),
             Planned::SameAs(_) => None,
         })
         .collect();
@@ -131,10 +119,10 @@ fn answers(
             });
         }
     }
-    let answers = answers
+    answers
         .into_iter()
-        .map(|a| a.expect("every message answered"));
-    (answers.collect(), messages)
+        .map(|a| a.expect("every message answered"))
+        .collect()
 }
 
 /// The batch's distinct customers, in lock order.

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::{MessageRow, column, customers, pending_row};
+use super::{column, customers, pending_row};
 use crate::store::StoreError;
-use crate::store::lifecycle::NewRegistration;
+use crate::store::lifecycle::{Answered, Decision, NewRegistration};
 use crate::store::rules::{Known, Plan};
 
 const LOCK_CUSTOMERS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(t || '|' || i, 0)) \
@@ -141,14 +141,16 @@ pub async fn insert_answers(
     tx: &mut PgConnection,
     news: &[NewRegistration<'_>],
     plan: &Plan,
-    rows: &[MessageRow],
+    answers: &[Answered<Decision>],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let rows = plan.decided();
     if plan.events.is_empty() && rows.is_empty() {
         return Ok(());
     }
     let events = &plan.events;
-    let m = |row: &MessageRow| &news[row.index].message;
+    let rows = rows.as_slice();
+    let m = |i: &usize| &news[*i].message;
     sqlx::query(INSERT_ANSWERS)
         .bind(column(events, |e| e.request_id))
         .bind(column(events, |e| news[e.message].actor))
@@ -156,7 +158,7 @@ pub async fn insert_answers(
         .bind(column(events, |e| e.to_status.as_str()))
         .bind(column(events, |e| e.reason.as_str()))
         .bind(column(rows, |r| m(r).idempotency_key.as_deref()))
-        .bind(column(rows, |r| r.request_id))
+        .bind(column(rows, |i| answers[*i].request_id))
         .bind(column(rows, |r| m(r).operation))
         .bind(column(rows, |r| m(r).source))
         .bind(column(rows, |r| m(r).message_id))
@@ -166,7 +168,7 @@ pub async fn insert_answers(
         .bind(column(rows, |r| m(r).details.as_str()))
         .bind(column(rows, |r| m(r).personal.map(|s| s.bytes.as_slice())))
         .bind(column(rows, |r| m(r).personal.map(|s| s.key_id.as_str())))
-        .bind(column(rows, |r| r.reply_payload.as_str()))
+        .bind(column(rows, |i| answers[*i].reply_payload.as_str()))
         .bind(column(rows, |r| m(r).received_at))
         .bind(now)
         .execute(&mut *tx)

@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
-use super::{MessageRow, customers, pending_row};
+use super::{customers, pending_row};
 use crate::store::StoreError;
 use crate::store::lifecycle::{
-    INSERT_EVENT, INSERT_REQUEST, NewRegistration, SELECT_ANSWERED, SELECT_PENDING, insert_message,
+    Answered, Decision, INSERT_EVENT, INSERT_REQUEST, NewRegistration, SELECT_ANSWERED,
+    SELECT_PENDING, insert_message,
 };
 use crate::store::rules::{Known, Plan};
 
@@ -79,7 +80,7 @@ pub async fn insert_answers(
     tx: &mut SqliteConnection,
     news: &[NewRegistration<'_>],
     plan: &Plan,
-    rows: &[MessageRow],
+    answers: &[Answered<Decision>],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for event in &plan.events {
@@ -93,9 +94,9 @@ pub async fn insert_answers(
             .execute(&mut *tx)
             .await?;
     }
-    for row in rows {
-        let message = &news[row.index].message;
-        insert_message!(tx, message, Some(row.request_id), &row.reply_payload, now);
+    for i in plan.decided() {
+        let (message, answer) = (&news[i].message, &answers[i]);
+        insert_message!(tx, message, answer.request_id, &answer.reply_payload, now);
     }
     Ok(())
 }
