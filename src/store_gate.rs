@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::store::Store;
+use crate::worker::endless_backoff;
 
 /// Shared by every delivery of one worker.
 #[derive(Debug, Clone)]
@@ -65,12 +65,7 @@ impl StoreGate {
     }
 
     async fn probe(self) {
-        let delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let delays = endless_backoff(Duration::from_secs(5));
         for delay in delays {
             tokio::time::sleep(delay).await;
             if self.store.ping().await.is_ok() {

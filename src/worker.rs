@@ -166,9 +166,15 @@ pub async fn run(
 }
 
 fn reconnect_backoff() -> ExponentialBackoff {
+    endless_backoff(Duration::from_secs(10))
+}
+
+/// Jittered exponential delays from 100 ms up to `max_delay`, without end: for
+/// waiting out an outage (broker reconnects, the store gate's probe).
+pub(crate) fn endless_backoff(max_delay: Duration) -> ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(max_delay)
         .with_jitter()
         .without_max_times()
         .build()
