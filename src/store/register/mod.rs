@@ -6,7 +6,7 @@
 //! the audit events and the messages with their replies, and commit once.
 //!
 //! On PostgreSQL every step is one set-based statement for the whole batch (arrays
-//! bound as parameters and expanded with `unnest`), so a batch of 64 costs seven
+//! bound as parameters and expanded with `unnest`), so a batch of 64 costs six
 //! round trips instead of 400: statements, not rows, are what the server pays for.
 //! Customers are locked with transaction-scoped advisory locks in sorted order, so
 //! two instances' batches cannot deadlock, and the reads come after the locks, so

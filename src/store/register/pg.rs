@@ -12,14 +12,24 @@ use crate::store::StoreError;
 use crate::store::lifecycle::{Answered, Decision, NewRegistration};
 use crate::store::rules::{Known, Plan};
 
+// The locks are a statement of their own: a statement reads from the snapshot
+// taken when it starts, so a read in the locking statement could miss what the
+// lock's previous holder committed while this one waited.
 const LOCK_CUSTOMERS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(t || '|' || i, 0)) \
     FROM unnest($1::text[], $2::text[]) AS c(t, i)";
-const SELECT_ANSWERED_ANY: &str = "SELECT idempotency_key, request_id, reply_payload \
-    FROM inbound_messages WHERE idempotency_key = ANY($1)";
-const SELECT_PENDING_ANY: &str = "SELECT p.tenant, p.identifier_index, p.id, p.kind, p.pseudonymize, p.status \
+// What the store holds for the batch, in one statement (one round trip): the
+// answers already given to its idempotency keys (`key` set), and its customers'
+// pending requests (`tenant` set). Both reads follow the locks, so they see
+// everything committed before.
+const SELECT_KNOWN: &str = "SELECT idempotency_key AS key, request_id AS id, reply_payload AS reply, \
+      NULL::text AS tenant, NULL::text AS iindex, NULL::text AS kind, \
+      NULL::bool AS pseudonymize, NULL::text AS status \
+    FROM inbound_messages WHERE idempotency_key = ANY($3) \
+    UNION ALL \
+    SELECT NULL, p.id, NULL, p.tenant, p.identifier_index, p.kind, p.pseudonymize, p.status \
     FROM privacy_requests p JOIN unnest($1::text[], $2::text[]) AS c(t, i) \
       ON p.tenant = c.t AND p.identifier_index = c.i \
-    WHERE p.status IN ('registered', 'in_progress') ORDER BY p.id";
+    WHERE p.status IN ('registered', 'in_progress')";
 // Ids come from the sequence (the column default); RETURNING gives each row's
 // customer, kind and pseudonymization, which identify it within the batch (the
 // rules register at most one pending request per combination).
@@ -47,6 +57,19 @@ const INSERT_ANSWERS: &str = "WITH events AS ( \
                 $18::timestamptz[]) \
       AS m(k, r, op, src, mid, cid, rt, rk, d, pd, pk, rp, ra)";
 
+/// A row of [`SELECT_KNOWN`]: an answered message, or a pending request.
+#[derive(sqlx::FromRow)]
+struct KnownRow {
+    key: Option<String>,
+    id: Option<i64>,
+    reply: Option<String>,
+    tenant: Option<String>,
+    iindex: Option<String>,
+    kind: Option<String>,
+    pseudonymize: Option<bool>,
+    status: Option<String>,
+}
+
 /// Locks the batch's customers, then reads their pending requests and the
 /// answers already given to the batch's idempotency keys.
 pub async fn read(
@@ -64,25 +87,38 @@ pub async fn read(
         .iter()
         .filter_map(|n| n.message.idempotency_key.as_deref())
         .collect();
-    let answered: Vec<(String, Option<i64>, String)> = sqlx::query_as(SELECT_ANSWERED_ANY)
+    let mut rows: Vec<KnownRow> = sqlx::query_as(SELECT_KNOWN)
+        .bind(&tenants)
+        .bind(&indexes)
         .bind(&keys)
         .fetch_all(&mut *tx)
         .await?;
-    let rows: Vec<(String, String, i64, String, bool, String)> = sqlx::query_as(SELECT_PENDING_ANY)
-        .bind(&tenants)
-        .bind(&indexes)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut known = Known {
-        answered: answered
-            .into_iter()
-            .map(|(key, request_id, reply)| (key, (request_id, reply)))
-            .collect(),
-        pending: HashMap::new(),
-    };
-    for (tenant, index, id, kind, pseudonymize, status) in rows {
-        let row = pending_row((id, kind, pseudonymize, status));
-        known.pending.entry((tenant, index)).or_default().push(row);
+    // A customer's pending requests, oldest first.
+    rows.sort_by_key(|row| row.id);
+    let mut known = Known::default();
+    let malformed = || StoreError::Rejected("a known row lacks a column".into());
+    for row in rows {
+        match (row.key, row.tenant) {
+            (Some(key), _) => {
+                let reply = row.reply.ok_or_else(malformed)?;
+                known.answered.insert(key, (row.id, reply));
+            }
+            (None, Some(tenant)) => {
+                let pending = pending_row((
+                    row.id.ok_or_else(malformed)?,
+                    row.kind.ok_or_else(malformed)?,
+                    row.pseudonymize.ok_or_else(malformed)?,
+                    row.status.ok_or_else(malformed)?,
+                ));
+                let index = row.iindex.ok_or_else(malformed)?;
+                known
+                    .pending
+                    .entry((tenant, index))
+                    .or_default()
+                    .push(pending);
+            }
+            (None, None) => return Err(malformed()),
+        }
     }
     Ok(known)
 }
