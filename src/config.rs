@@ -107,6 +107,12 @@ pub struct BenchArgs {
     /// Children (worker or echo processes) consuming the one work queue.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// Also write every reply's latency over time, one file per run
+    /// (`<path>-<mode>-<round>`): a line per reply with the seconds from the
+    /// run's start to its publish, and its latency in ms. Shows whether slow
+    /// replies are spread out or bunched in stalls.
+    #[arg(long)]
+    pub latency_log: Option<std::path::PathBuf>,
 }
 
 /// Options of `requests`.

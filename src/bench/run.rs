@@ -64,7 +64,8 @@ pub async fn run_once(
         (children, Instant::now(), Publishing::Running(publishing))
     };
 
-    let mut latencies = Vec::with_capacity(args.n);
+    // (when it was published, from the start; its latency), per reply.
+    let mut latencies: Vec<(Duration, Duration)> = Vec::with_capacity(args.n);
     let mut seen: HashMap<String, u32> = HashMap::new();
     let (mut errors, mut last_reply) = (0usize, started);
     let deadline = started + Duration::from_secs(args.timeout_secs);
@@ -86,7 +87,8 @@ pub async fn run_once(
         }
         // A backlogged request waits from the moment the children are ready.
         if let Some(at) = sent.lock().expect("not poisoned").get(&correlation) {
-            latencies.push(now.duration_since((*at).max(started)));
+            let at = (*at).max(started);
+            latencies.push((at - started, now - at));
         }
         last_reply = now;
     }
@@ -100,6 +102,10 @@ pub async fn run_once(
     broker.delete_topology(&topology).await;
     broker.close().await;
 
+    if let Some(path) = &args.latency_log {
+        write_latency_log(path, mode, round, &latencies)?;
+    }
+    let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort();
     confirms.sort();
     let pct = |p: f64| percentile(&latencies, p);
@@ -121,6 +127,30 @@ pub async fn run_once(
         throughput,
         line,
     })
+}
+
+/// Writes `<path>-<mode>-<round>`: per reply, seconds from the start to its
+/// publish and its latency in ms, in the order the replies came.
+fn write_latency_log(
+    path: &std::path::Path,
+    mode: &str,
+    round: u32,
+    latencies: &[(Duration, Duration)],
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(latencies.len() * 16);
+    for (at, latency) in latencies {
+        let _ = writeln!(
+            text,
+            "{:.4} {:.3}",
+            at.as_secs_f64(),
+            latency.as_secs_f64() * 1e3
+        );
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("-{mode}-{round}"));
+    std::fs::write(&name, text)?;
+    Ok(())
 }
 
 /// The p-th percentile of sorted durations, in milliseconds.

@@ -46,11 +46,37 @@ fn assert_all_answered_once(run: &Value, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_runs_echo_and_worker_and_prints_a_ratio() {
-    let (runs, summary) = bench(&["--n", "200", "--window", "32", "--rounds", "1"]).await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("latency");
+    let log_arg = log.to_str().unwrap();
+    let (runs, summary) = bench(&[
+        "--n",
+        "200",
+        "--window",
+        "32",
+        "--rounds",
+        "1",
+        "--latency-log",
+        log_arg,
+    ])
+    .await;
     let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["echo", "worker"]);
     for run in &runs {
         assert_all_answered_once(run, 200);
+        // The latency log has a line per reply: publish offset (s), latency (ms).
+        let path = format!("{log_arg}-{}-1", run["mode"].as_str().unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Vec<f64>> = text
+            .lines()
+            .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(lines.len(), 200, "{path}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() == 2 && l[0] >= 0.0 && l[1] > 0.0)
+        );
     }
     assert!(
         summary["ratio_worker_to_echo"].as_f64().unwrap() > 0.0,
