@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::amqp::{AmqpError, Broker, Incoming, Topology};
+use crate::amqp::{AmqpError, Broker, Deliveries, Incoming, Publisher, Topology};
 use crate::crypto::{CryptoError, Keys};
 use crate::handlers::Handlers;
 use crate::intake::{Intake, Outcome};
@@ -180,6 +180,17 @@ pub(crate) fn endless_backoff(max_delay: Duration) -> ExponentialBackoff {
         .build()
 }
 
+/// Connects, declares the topology, and starts consuming.
+async fn open(settings: &WorkerSettings) -> Result<(Broker, Publisher, Deliveries), AmqpError> {
+    let broker = Broker::connect(&settings.amqp_url, &settings.connection_name).await?;
+    broker.declare(&settings.topology).await?;
+    let publisher = broker.publisher().await?;
+    let deliveries = broker
+        .consume(&settings.topology.work_queue, settings.prefetch)
+        .await?;
+    Ok((broker, publisher, deliveries))
+}
+
 /// One broker connection's life.
 async fn session(
     settings: &Arc<WorkerSettings>,
@@ -188,12 +199,11 @@ async fn session(
     shutdown: &mut (impl Future<Output = ()> + Unpin),
     delays: &mut ExponentialBackoff,
 ) -> Result<SessionEnd, AmqpError> {
-    let broker = Broker::connect(&settings.amqp_url, &settings.connection_name).await?;
-    broker.declare(&settings.topology).await?;
-    let publisher = broker.publisher().await?;
-    let mut deliveries = broker
-        .consume(&settings.topology.work_queue, settings.prefetch)
-        .await?;
+    // A shutdown while connecting ends the session at once: nothing is in flight.
+    let (broker, publisher, mut deliveries) = tokio::select! {
+        opened = open(settings) => opened?,
+        () = &mut *shutdown => return Ok(SessionEnd::Shutdown),
+    };
     *delays = reconnect_backoff();
     info!(
         queue = %settings.topology.work_queue,

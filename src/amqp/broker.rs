@@ -1,5 +1,7 @@
 //! The AMQP connection, its channels, and the classification of broker errors.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions,
@@ -54,6 +56,15 @@ impl From<lapin::Error> for AmqpError {
     }
 }
 
+/// How long opening a connection may take, TCP and AMQP handshake together. A
+/// peer that accepts the socket and never speaks (a hung node, a half-open load
+/// balancer) would otherwise hold the worker forever instead of letting it retry.
+/// lapin cannot abandon an attempt: a timed-out attempt's IO thread and socket
+/// stay until the peer closes or TCP gives up (one thread and one descriptor per
+/// attempt against a peer that holds sockets open). That is bounded by the
+/// outage; hanging is not.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One connection to the broker, named so the management UI shows who it is.
 #[derive(Debug)]
 pub struct Broker {
@@ -74,7 +85,12 @@ impl Broker {
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
         let properties =
             ConnectionProperties::default().with_connection_name(LongString::from(name));
-        let connection = Connection::connect(url, properties).await?;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+                .await
+                .map_err(|_| {
+                    AmqpError::Unavailable(format!("no AMQP handshake within {CONNECT_TIMEOUT:?}"))
+                })??;
         Ok(Self {
             connection,
             name: name.to_owned(),

@@ -229,6 +229,54 @@ async fn dlq_replay_returns_parked_messages_and_they_are_answered_once() {
     app.stop().await;
 }
 
+/// A broker that accepts the connection and never speaks (a hung node, a half-open
+/// load balancer): the worker gives up on the handshake and connects again, and a
+/// SIGTERM while it waits on a handshake stops it at once, with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_is_retried_and_sigterm_while_connecting_exits_zero() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = test_env(Backend::Sqlite).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            held.push(silent.accept().await.unwrap().0);
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut worker = WorkerProcess::start(&app, &[("AMQP_URL", &url)]);
+
+    let retried = tokio::time::timeout(Duration::from_secs(30), async {
+        while accepted.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let log = worker.logs();
+    assert!(retried.is_ok(), "no second connection attempt; log:\n{log}");
+    assert!(log.contains("no AMQP handshake within"), "log:\n{log}");
+
+    let started = std::time::Instant::now();
+    let status = worker.sigterm(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        worker.logs()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    server.abort();
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_burst_then_restart_loses_and_doubles_nothing() {
     stop_mid_burst_and_restart(&[], async |worker: &mut WorkerProcess| worker.kill9().await).await;
@@ -252,7 +300,9 @@ async fn sigterm_mid_burst_exits_zero_within_the_deadline_and_a_restart_answers_
 }
 
 /// A worker process takes a burst of 3,000; `stop` is applied to it once 1,000 are
-/// answered; a new process answers the rest; every request is answered once.
+/// answered; a new process answers the rest, and 1,000 more published after the
+/// stop, so the restart is exercised even if the first process was quicker than
+/// the test's reply consumer; every request is answered once.
 async fn stop_mid_burst_and_restart(
     env: &[(&str, &str)],
     stop: impl AsyncFnOnce(&mut WorkerProcess),
@@ -266,10 +316,16 @@ async fn stop_mid_burst_and_restart(
     replies.collect(&mut answers, 1000, LONG).await;
     stop(&mut worker).await;
     let mut restarted = WorkerProcess::start(&app, &[]);
-    replies.collect(&mut answers, 3000, LONG).await;
+    app.publish_burst("after-stop", 1000).await;
+    replies.collect(&mut answers, 4000, LONG).await;
 
-    app.assert_exactly_once(&answers, 3000).await;
-    assert!(restarted.sigterm(Duration::from_secs(30)).await.success());
+    app.assert_exactly_once(&answers, 4000).await;
+    let status = restarted.sigterm(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "restarted worker: exit status {status}; log:\n{}",
+        restarted.logs()
+    );
     app.stop().await;
 }
 
@@ -291,7 +347,12 @@ async fn two_instances_with_one_killed_mid_burst_lose_and_double_nothing() {
         second.logs().contains("request answered"),
         "the second instance took its share"
     );
-    assert!(second.sigterm(Duration::from_secs(30)).await.success());
+    let status = second.sigterm(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "second worker: exit status {status}; log:\n{}",
+        second.logs()
+    );
     app.stop().await;
 }
 
