@@ -262,12 +262,7 @@ async fn a_silent_broker_is_retried_and_sigterm_while_connecting_exits_zero() {
     assert!(log.contains("no AMQP handshake within"), "log:\n{log}");
 
     let started = std::time::Instant::now();
-    let status = worker.sigterm(Duration::from_secs(5)).await;
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        worker.logs()
-    );
+    worker.sigterm_exits_zero(Duration::from_secs(5)).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
@@ -287,12 +282,7 @@ async fn sigterm_mid_burst_exits_zero_within_the_deadline_and_a_restart_answers_
     stop_mid_burst_and_restart(
         &[("PRIVACY_DRAIN_SECS", "10")],
         async |worker: &mut WorkerProcess| {
-            let status = worker.sigterm(Duration::from_secs(15)).await;
-            assert!(
-                status.success(),
-                "exit status {status}; log:\n{}",
-                worker.logs()
-            );
+            worker.sigterm_exits_zero(Duration::from_secs(15)).await;
             assert!(worker.logs().contains("draining"));
         },
     )
@@ -320,12 +310,7 @@ async fn stop_mid_burst_and_restart(
     replies.collect(&mut answers, 4000, LONG).await;
 
     app.assert_exactly_once(&answers, 4000).await;
-    let status = restarted.sigterm(Duration::from_secs(30)).await;
-    assert!(
-        status.success(),
-        "restarted worker: exit status {status}; log:\n{}",
-        restarted.logs()
-    );
+    restarted.sigterm_exits_zero(Duration::from_secs(30)).await;
     app.stop().await;
 }
 
@@ -347,12 +332,7 @@ async fn two_instances_with_one_killed_mid_burst_lose_and_double_nothing() {
         second.logs().contains("request answered"),
         "the second instance took its share"
     );
-    let status = second.sigterm(Duration::from_secs(30)).await;
-    assert!(
-        status.success(),
-        "second worker: exit status {status}; log:\n{}",
-        second.logs()
-    );
+    second.sigterm_exits_zero(Duration::from_secs(30)).await;
     app.stop().await;
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -50,21 +50,27 @@ impl WorkerProcess {
         self.child.wait().await.expect("reaped");
     }
 
-    /// SIGTERM, then the exit status, which must come within `within`.
-    pub async fn sigterm(&mut self, within: Duration) -> ExitStatus {
+    /// SIGTERM, then asserts a clean exit: status 0 within `within`. The panic
+    /// message carries the worker's log.
+    pub async fn sigterm_exits_zero(&mut self, within: Duration) {
         let pid = self.child.id().expect("still running").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
         assert!(sent.success(), "kill -TERM {pid}");
-        match tokio::time::timeout(within, self.child.wait()).await {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => panic!(
                 "no exit within {within:?} of SIGTERM; log:\n{}",
                 self.logs()
             ),
-        }
+        };
+        assert!(
+            status.success(),
+            "exit status {status} after SIGTERM; log:\n{}",
+            self.logs()
+        );
     }
 
     /// What the worker logged so far.
