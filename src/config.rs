@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::amqp::Topology;
 use crate::protocol::Limits;
+use crate::settings::{IntakeSettings, WorkerSettings};
 use crate::store::StoreSettings;
-use crate::worker::WorkerSettings;
 
 /// Default broker: the docker-compose RabbitMQ.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -288,6 +288,14 @@ pub struct RunArgs {
     /// Seconds to finish in-flight messages after SIGTERM.
     #[arg(long, env = "PRIVACY_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
+    /// How long a publish waits for the broker's confirm before the delivery is
+    /// handed back for another attempt (a memory alarm blocks publishers).
+    #[arg(long, env = "PRIVACY_CONFIRM_TIMEOUT", value_parser = parse_delay, default_value = "30s")]
+    pub confirm_timeout: Duration,
+    /// How long copies parked in the invalid and dead queues are kept before the
+    /// broker drops them (they hold the request's personal data in plain text).
+    #[arg(long, env = "PRIVACY_PARKED_TTL", value_parser = parse_delay, default_value = "14d")]
+    pub parked_ttl: Duration,
     /// Connection name shown in the RabbitMQ management UI.
     #[arg(
         long,
@@ -317,15 +325,6 @@ impl RunArgs {
         WorkerSettings {
             amqp_url: self.broker.amqp_url.clone(),
             connection_name: self.connection_name.clone(),
-            topology: Topology {
-                exchange: self.broker.exchange.clone(),
-                work_queue: self.queue.clone(),
-                invalid_queue: self.invalid_queue.clone(),
-                dead_queue: self.dead_queue.clone(),
-                bindings: self.bindings.clone(),
-                delivery_limit: self.delivery_limit,
-                retry_delays: self.retry_delays.clone(),
-            },
             store: StoreSettings {
                 url: self.database_url.clone(),
                 max_connections: self.db_max_connections,
@@ -334,20 +333,33 @@ impl RunArgs {
             prefetch: self.prefetch.max(1),
             batch_max: self.batch_max.max(1),
             batches_in_flight: usize::from(self.batches_in_flight),
-            limits: Limits {
-                max_body_bytes: self.max_body_bytes,
-            },
-            retry_attempts: self.retry_attempts.max(1),
             drain_timeout: Duration::from_secs(self.drain_secs),
-            reply_source: self.reply_source.clone(),
+            confirm_timeout: self.confirm_timeout,
             tenant: self.tenant.clone(),
-            tenants: self
-                .tenants
-                .iter()
-                .filter(|t| !t.is_empty())
-                .cloned()
-                .collect(),
             key_file: self.key_file.clone(),
+            intake: IntakeSettings {
+                topology: Topology {
+                    exchange: self.broker.exchange.clone(),
+                    work_queue: self.queue.clone(),
+                    invalid_queue: self.invalid_queue.clone(),
+                    dead_queue: self.dead_queue.clone(),
+                    bindings: self.bindings.clone(),
+                    delivery_limit: self.delivery_limit,
+                    retry_delays: self.retry_delays.clone(),
+                },
+                limits: Limits {
+                    max_body_bytes: self.max_body_bytes,
+                },
+                tenants: self
+                    .tenants
+                    .iter()
+                    .filter(|t| !t.is_empty())
+                    .cloned()
+                    .collect(),
+                retry_attempts: self.retry_attempts.max(1),
+                reply_source: self.reply_source.clone(),
+                parked_ttl: self.parked_ttl,
+            },
         }
     }
 }
@@ -381,7 +393,7 @@ pub enum SampleForm {
     Table,
 }
 
-/// `500ms`, `5s`, `2m`.
+/// `500ms`, `5s`, `2m`, `12h`, `14d`.
 fn parse_delay(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -394,7 +406,9 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{text:?} needs a unit: ms, s or m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!("{text:?} needs a unit: ms, s, m, h or d")),
     }
 }
 
@@ -407,6 +421,7 @@ mod tests {
         assert_eq!(parse_delay("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_delay("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_delay("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_delay("14d"), Ok(Duration::from_secs(14 * 86_400)));
         assert!(parse_delay("5").is_err());
         assert!(parse_delay("fast").is_err());
     }

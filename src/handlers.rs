@@ -9,10 +9,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{Keys, Sealed};
+use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT, Sealed};
 use crate::protocol::{
-    Operation, PrivacyRequest, RcdpRequest, RequestKind, StatusQuery, ValidRequest, lcm_error,
-    rcdp_error, success_payload,
+    GET_DATA_PRIVACY_STATUS, Operation, PrivacyRequest, REGISTER_GDPR_REQUEST, REVOKE_GDPR_ACTIONS,
+    RcdpRequest, RequestKind, StatusQuery, ValidRequest, lcm_error, rcdp_error, success_payload,
 };
 use crate::store::{
     Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
@@ -52,9 +52,6 @@ pub struct Handlers {
     keys: Arc<Keys>,
     lcm_tenant: String,
 }
-
-const IDENTIFIER_CONTEXT: &str = "privacy_requests.identifier_value";
-const PERSONAL_CONTEXT: &str = "inbound_messages.personal_data";
 
 impl Handlers {
     /// Handlers over a store, with the keys for personal data and the LCM tenant.
@@ -114,7 +111,7 @@ impl Handlers {
                 actor: &p.actor,
                 join_pending: true,
                 message: message(
-                    "GetDataPrivacyStatusRequest",
+                    GET_DATA_PRIVACY_STATUS,
                     Some(p.idempotency_key.clone()),
                     *source,
                     *delivery,
@@ -162,8 +159,9 @@ impl Handlers {
             "OtherEmailID": r.other_email_id, "AgentComments": r.agent_comments,
             "AccountNumber": r.account_number, "CustomerID": r.customer_id,
         });
-        let idempotency_key = match delivery.message_id.filter(|m| !m.is_empty()) {
-            Some(id) => format!("mid:{id}"),
+        let message_id = delivery.message_id.filter(|m| !m.is_empty());
+        let idempotency_key = match message_id {
+            Some(id) => scoped_key("mid", GET_DATA_PRIVACY_STATUS, &self.lcm_tenant, id),
             None => {
                 let natural = format!("{}|{}", self.lcm_tenant, r.natural_key());
                 format!("nk:{:x}", Sha256::digest(natural.as_bytes()))
@@ -206,8 +204,8 @@ impl Handlers {
             actor: &actor,
             join_pending: false,
             message: message(
-                "RegisterGdprRequest",
-                rcdp_key(delivery),
+                REGISTER_GDPR_REQUEST,
+                rcdp_key(REGISTER_GDPR_REQUEST, &r.tenant, delivery),
                 source,
                 delivery,
                 rcdp_details(r),
@@ -254,8 +252,8 @@ impl Handlers {
             identifier_index: &index,
             actor: &actor,
             message: message(
-                "RevokeGdprActions",
-                rcdp_key(delivery),
+                REVOKE_GDPR_ACTIONS,
+                rcdp_key(REVOKE_GDPR_ACTIONS, &r.tenant, delivery),
                 source,
                 delivery,
                 rcdp_details(r),
@@ -323,12 +321,23 @@ struct PreparedLcm {
 /// RCDP messages are idempotent by message_id, else correlation_id; a message
 /// with neither is handled afresh each time it arrives (the lifecycle rules then
 /// refuse a duplicate registration).
-fn rcdp_key(delivery: Delivery<'_>) -> Option<String> {
+fn rcdp_key(operation: &str, tenant: &str, delivery: Delivery<'_>) -> Option<String> {
     let message_id = delivery.message_id.filter(|s| !s.is_empty());
     let correlation_id = delivery.correlation_id.filter(|s| !s.is_empty());
     message_id
-        .map(|id| format!("mid:{id}"))
-        .or_else(|| correlation_id.map(|id| format!("cid:{id}")))
+        .map(|id| scoped_key("mid", operation, tenant, id))
+        .or_else(|| correlation_id.map(|id| scoped_key("cid", operation, tenant, id)))
+}
+
+/// An idempotency key scoped by operation and tenant:
+/// `<mid|cid>:<operation>:<tenant>:<id>`. The same message_id sent by two tenants,
+/// or a correlation_id reused by a register and its later revoke, are different
+/// messages. The tenant has `%` and `:` percent-encoded so the parts cannot run
+/// into each other; the id comes last and needs no encoding. Migration 0002
+/// rewrites keys recorded before scoping into this form, in SQL.
+fn scoped_key(by: &str, operation: &str, tenant: &str, id: &str) -> String {
+    let tenant = tenant.replace('%', "%25").replace(':', "%3A");
+    format!("{by}:{operation}:{tenant}:{id}")
 }
 
 fn rcdp_details(r: &RcdpRequest) -> Value {

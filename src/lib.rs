@@ -2,10 +2,13 @@
 //! durably and answers each with a request id.
 //!
 //! Code map (see ARCHITECTURE.md for the invariants):
-//! - [`config`]: command line and environment, turned into plain settings.
+//! - [`config`]: command line and environment, turned into [`settings`].
+//! - [`settings`]: the worker's settings as plain values, one struct per part.
+//! - [`backoff`]: the one backoff policy for waiting out an outage.
 //! - [`telemetry`]: tracing set-up (text or JSON lines).
 //! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
 //! - [`crypto`]: personal data at rest: AES-256-GCM with key ids, keyed blind indexes.
+//! - [`keyring`]: the key file for a store, checked against the keys it was written with.
 //! - [`store`]: the request store, SQLite or PostgreSQL; the only place that runs SQL.
 //! - [`amqp`]: the broker; the only place that knows lapin.
 //! - [`store_gate`]: holds deliveries while the database is down.
@@ -18,15 +21,18 @@
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
+pub mod backoff;
 pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod dlq;
 pub mod handlers;
 pub mod intake;
+pub mod keyring;
 pub mod operator;
 pub mod protocol;
 pub mod send;
+pub mod settings;
 pub mod store;
 pub mod store_gate;
 pub mod telemetry;

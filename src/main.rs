@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
             let settings = args.settings();
             let echo = bench::echo(
                 &settings.amqp_url,
-                &settings.topology,
+                &settings.intake.topology,
                 settings.prefetch,
                 shutdown_signal(),
             );

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::config::{RequestsAction, RequestsArgs};
-use crate::crypto::Keys;
+use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
+use crate::keyring::{self, Creation};
 use crate::store::{Store, StoreSettings};
 
 /// Runs one operator action and returns what to print.
@@ -55,19 +56,18 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
                 .with_context(|| format!("no request {id}"))?;
             let mut shown = json!({ "request": summary });
             if *reveal {
-                let keys = load_keys(args, &store)?;
+                let keys = load_keys(args, &store).await?;
                 let detail = store
                     .sealed_detail(*id)
                     .await?
                     .with_context(|| format!("no request {id}"))?;
-                let identifier =
-                    keys.open("privacy_requests.identifier_value", &detail.identifier)?;
+                let identifier = keys.open(IDENTIFIER_CONTEXT, &detail.identifier)?;
                 let mut messages = Vec::new();
                 for (operation, details, personal) in &detail.messages {
                     let personal: Value = match personal {
-                        Some(sealed) => serde_json::from_slice(
-                            &keys.open("inbound_messages.personal_data", sealed)?,
-                        )?,
+                        Some(sealed) => {
+                            serde_json::from_slice(&keys.open(PERSONAL_CONTEXT, sealed)?)?
+                        }
                         None => Value::Null,
                     };
                     let details: Value = serde_json::from_str(details)?;
@@ -128,11 +128,7 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
     Ok(output)
 }
 
-fn load_keys(args: &RequestsArgs, store: &Store) -> anyhow::Result<Keys> {
-    let path = args
-        .key_file
-        .clone()
-        .or_else(|| store.default_key_file())
-        .context("--reveal needs PRIVACY_KEY_FILE with PostgreSQL")?;
-    Ok(Keys::load(&path)?)
+async fn load_keys(args: &RequestsArgs, store: &Store) -> anyhow::Result<Keys> {
+    let keys = keyring::open(args.key_file.as_deref(), store, Creation::Never).await?;
+    Ok(keys)
 }

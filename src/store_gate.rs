@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::backoff::endless_backoff;
 use crate::store::Store;
-use crate::worker::endless_backoff;
 
 /// Shared by every delivery of one worker.
 #[derive(Debug, Clone)]

@@ -11,88 +11,30 @@
 //! deliveries finish within the drain deadline, and closes cleanly.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::amqp::{AmqpError, Broker, Deliveries, Incoming, Publisher, Topology};
-use crate::crypto::{CryptoError, Keys};
+use crate::amqp::{AmqpError, Broker, Deliveries, Incoming, Publisher};
+use crate::backoff::endless_backoff;
 use crate::handlers::Handlers;
 use crate::intake::{Intake, Outcome};
-use crate::protocol::Limits;
-use crate::store::{Store, StoreError, StoreSettings};
+use crate::keyring::{self, Creation, KeyringError};
+use crate::settings::WorkerSettings;
+use crate::store::{Store, StoreError};
 use crate::store_gate::StoreGate;
-
-/// Everything the worker needs to run.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// AMQP URL.
-    pub amqp_url: String,
-    /// Connection name shown in the management UI.
-    pub connection_name: String,
-    /// Names to declare and use.
-    pub topology: Topology,
-    /// The request store.
-    pub store: StoreSettings,
-    /// Deliveries in flight at once.
-    pub prefetch: u16,
-    /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
-    pub batch_max: usize,
-    /// Batches handled at once; while all are busy, deliveries gather into the next.
-    pub batches_in_flight: usize,
-    /// Body limits.
-    pub limits: Limits,
-    /// Attempts a message gets, the first included, before it is parked as dead
-    /// (attempts during a database outage do not count).
-    pub retry_attempts: u32,
-    /// Time allowed to finish in-flight deliveries on shutdown.
-    pub drain_timeout: Duration,
-    /// `source` of replies.
-    pub reply_source: String,
-    /// Tenant of LCM requests.
-    pub tenant: String,
-    /// Tenants RCDP requests may name; empty accepts any.
-    pub tenants: Vec<String>,
-    /// Key file for personal data at rest; `None` uses (and creates) one next to
-    /// an SQLite database, and is an error with PostgreSQL.
-    pub key_file: Option<PathBuf>,
-}
-
-/// The keys for personal data: the configured key file; with SQLite and none
-/// configured, one next to the database, created (owner-only) on first run.
-fn load_keys(settings: &WorkerSettings, store: &Store) -> Result<Keys, FatalError> {
-    let fatal = |e: CryptoError| FatalError::Keys(e.to_string());
-    match (&settings.key_file, store.default_key_file()) {
-        (Some(path), _) => Keys::load(path).map_err(fatal),
-        (None, Some(path)) => {
-            let (keys, created) = Keys::load_or_create(&path).map_err(fatal)?;
-            if created {
-                warn!(
-                    path = %path.display(),
-                    "created a key file for personal data at rest; back it up and keep it \
-                     private: without it the stored personal data cannot be read"
-                );
-            }
-            Ok(keys)
-        }
-        (None, None) => Err(FatalError::Keys(
-            "PRIVACY_KEY_FILE is required with PostgreSQL (personal data is stored encrypted)"
-                .into(),
-        )),
-    }
-}
 
 /// A failure that stops the worker: configuration that cannot work.
 #[derive(Debug, Error)]
 pub enum FatalError {
-    /// The keys for personal data are missing or unusable.
-    #[error("{0}")]
-    Keys(String),
+    /// The keys for personal data are missing, unusable, or not the ones the
+    /// store was written with.
+    #[error(transparent)]
+    Keys(KeyringError),
     /// The store cannot be used as configured.
     #[error(transparent)]
     Store(StoreError),
@@ -132,11 +74,12 @@ pub async fn run(
         }
     };
     info!(backend = store.backend(), "store ready");
-    let keys = match load_keys(&settings, &store) {
+    let keys = keyring::open(settings.key_file.as_deref(), &store, Creation::ForNewStore).await;
+    let keys = match keys {
         Ok(keys) => Arc::new(keys),
         Err(e) => {
             store.close().await;
-            return Err(e);
+            return Err(FatalError::Keys(e));
         }
     };
     let handlers = Handlers::new(store.clone(), keys, settings.tenant.clone());
@@ -169,24 +112,16 @@ fn reconnect_backoff() -> ExponentialBackoff {
     endless_backoff(Duration::from_secs(10))
 }
 
-/// Jittered exponential delays from 100 ms up to `max_delay`, without end: for
-/// waiting out an outage (broker reconnects, the store gate's probe).
-pub(crate) fn endless_backoff(max_delay: Duration) -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(max_delay)
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 /// Connects, declares the topology, and starts consuming.
 async fn open(settings: &WorkerSettings) -> Result<(Broker, Publisher, Deliveries), AmqpError> {
     let broker = Broker::connect(&settings.amqp_url, &settings.connection_name).await?;
-    broker.declare(&settings.topology).await?;
-    let publisher = broker.publisher().await?;
+    broker.declare(&settings.intake.topology).await?;
+    let publisher = broker
+        .publisher()
+        .await?
+        .with_confirm_timeout(settings.confirm_timeout);
     let deliveries = broker
-        .consume(&settings.topology.work_queue, settings.prefetch)
+        .consume(&settings.intake.topology.work_queue, settings.prefetch)
         .await?;
     Ok((broker, publisher, deliveries))
 }
@@ -206,12 +141,17 @@ async fn session(
     };
     *delays = reconnect_backoff();
     info!(
-        queue = %settings.topology.work_queue,
+        queue = %settings.intake.topology.work_queue,
         prefetch = settings.prefetch,
         "consuming"
     );
 
-    let intake = Intake::new(handlers.clone(), gate.clone(), publisher, settings.clone());
+    let intake = Intake::new(
+        handlers.clone(),
+        gate.clone(),
+        publisher,
+        Arc::new(settings.intake.clone()),
+    );
     let mut in_flight = JoinSet::new();
     // Deliveries gathered for the next group commit.
     let mut batch = Vec::new();
@@ -235,10 +175,13 @@ async fn session(
             },
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
                 Ok(outcomes) => {
-                    // The channel is failing; reconnect rather than keep taking deliveries.
-                    let unacked = outcomes.contains(&Outcome::Unacknowledged);
-                    if unacked && !broker.is_connected() {
-                        break SessionEnd::Lost("connection closed".into());
+                    // A delivery that could not be settled holds its prefetch
+                    // slot until its channel closes, and a closed publishing
+                    // channel fails every later reply: either way, end the
+                    // session (the broker takes unsettled deliveries back) and
+                    // start a new one.
+                    if outcomes.contains(&Outcome::Unsettled) || !intake.can_publish() {
+                        break SessionEnd::Lost("a channel is closed or a delivery could not be settled".into());
                     }
                 }
                 Err(e) => error!(error = %e, "delivery task panicked; the broker will redeliver"),

@@ -93,7 +93,10 @@ impl Incoming {
             requeue: true,
         };
         match self.acker.nack(options).await {
-            Ok(_) => Ok(()),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AmqpError::Unavailable(
+                "channel closed before the requeue; the broker will redeliver".into(),
+            )),
             Err(e) => Err(e.into()),
         }
     }

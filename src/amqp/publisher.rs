@@ -10,9 +10,9 @@ use lapin::{BasicProperties, Channel};
 
 use super::{AmqpError, Incoming};
 
-/// How long to wait for a confirm before calling the publish failed (the broker
-/// may be blocked by a resource alarm); the caller then does not ack, so nothing
-/// is lost.
+/// How long to wait for a confirm, by default, before calling the publish failed
+/// (the broker may be blocked by a resource alarm); the caller then hands the
+/// delivery back instead of acknowledging it, so nothing is lost.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A message to publish.
@@ -37,6 +37,7 @@ pub struct Outgoing<'a> {
 pub struct Publisher {
     channel: Channel,
     app_id: String,
+    confirm_timeout: Duration,
 }
 
 impl Publisher {
@@ -44,7 +45,23 @@ impl Publisher {
         Self {
             channel,
             app_id: app_id.to_owned(),
+            confirm_timeout: CONFIRM_TIMEOUT,
         }
+    }
+
+    /// The same channel, waiting at most `timeout` for each confirm.
+    pub fn with_confirm_timeout(self, timeout: Duration) -> Self {
+        Self {
+            confirm_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// True while the channel can publish. A channel the broker closed (a
+    /// publish to a missing exchange, say) fails every later publish, so its
+    /// session must end and start anew.
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
     }
 
     /// Publishes a persistent JSON message and waits for the broker's confirm.
@@ -73,12 +90,16 @@ impl Publisher {
     }
 
     /// Copies a delivery, body and properties unchanged, to `queue` (a parking or
-    /// retry queue) with extra headers saying why it is there.
+    /// retry queue) with extra headers saying why it is there. A copy parked for
+    /// an operator (`expires_after`) carries a per-message expiration, so the
+    /// plain-text body does not stay on the broker forever and the queue needs no
+    /// arguments of its own.
     pub async fn park(
         &self,
         incoming: &Incoming,
         queue: &str,
         headers: &[(&str, String)],
+        expires_after: Option<Duration>,
     ) -> Result<(), AmqpError> {
         let mut table = incoming.properties.headers().clone().unwrap_or_default();
         for (name, value) in headers {
@@ -102,16 +123,20 @@ impl Publisher {
                 );
             }
         }
-        let properties = incoming
+        let mut properties = incoming
             .properties
             .clone()
             .with_headers(table)
             .with_delivery_mode(2);
+        if let Some(ttl) = expires_after {
+            properties = properties.with_expiration(ttl.as_millis().to_string().into());
+        }
         self.send("", queue, &incoming.body, properties).await
     }
 
-    /// Moves a parked message back to `queue`: body and properties unchanged, the
-    /// parking headers (`x-privacy-*`) replaced by `x-privacy-replayed-at`.
+    /// Moves a parked message back to `queue`: body and properties unchanged but
+    /// for the parking's expiration, the parking headers (`x-privacy-*`) replaced
+    /// by `x-privacy-replayed-at`.
     pub async fn replay(&self, incoming: &Incoming, queue: &str) -> Result<(), AmqpError> {
         let mut table = lapin::types::FieldTable::default();
         if let Some(headers) = incoming.properties.headers() {
@@ -126,7 +151,7 @@ impl Publisher {
             "x-privacy-replayed-at".into(),
             AMQPValue::LongString(now.into()),
         );
-        let properties = incoming.properties.clone().with_headers(table);
+        let properties = without_expiration(&incoming.properties).with_headers(table);
         self.send("", queue, &incoming.body, properties).await
     }
 
@@ -137,19 +162,26 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), AmqpError> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                short(exchange)?,
-                short(routing_key)?,
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await?;
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+        let (exchange, routing_key) = (short(exchange)?, short(routing_key)?);
+        // The bound covers the send too: a connection blocked by a resource
+        // alarm may hold the frames as well as the confirm.
+        let published = async {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    exchange,
+                    routing_key,
+                    BasicPublishOptions::default(),
+                    body,
+                    properties,
+                )
+                .await?;
+            confirm.await
+        };
+        let timeout = self.confirm_timeout;
+        let confirmation = tokio::time::timeout(timeout, published)
             .await
-            .map_err(|_| AmqpError::NotConfirmed("no confirm within 30 s".into()))??;
+            .map_err(|_| AmqpError::NotConfirmed(format!("no confirm within {timeout:?}")))??;
         if confirmation.is_nack() {
             return Err(AmqpError::NotConfirmed(
                 "the broker nacked the publish".into(),
@@ -162,4 +194,50 @@ impl Publisher {
 fn short(text: &str) -> Result<ShortString, AmqpError> {
     ShortString::try_new(text)
         .map_err(|_| AmqpError::Refused("an AMQP name or property exceeds 255 bytes".into()))
+}
+
+/// `properties` without an expiration (lapin has no way to unset one).
+fn without_expiration(properties: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    let p = properties;
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.headers() {
+        out = out.with_headers(v.clone());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(*v);
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.clone());
+    }
+    if let Some(v) = p.user_id() {
+        out = out.with_user_id(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.clone());
+    }
+    out
 }

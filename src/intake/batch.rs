@@ -8,11 +8,10 @@
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use serde_json::value::RawValue;
 use tracing::warn;
 
-use super::{Intake, Outcome, log_outcome};
-use crate::amqp::{AmqpError, Incoming};
+use super::{Failure, Intake, Outcome, stored_reply};
+use crate::amqp::Incoming;
 use crate::handlers::{Delivery, Handled};
 use crate::protocol::{Operation, ReplyRoute, ValidRequest};
 
@@ -80,27 +79,24 @@ impl Intake {
         }
     }
 
-    /// Publishes a committed reply, then acknowledges.
+    /// Publishes a committed reply; [`Intake::settle`] then acknowledges, or
+    /// acts on the failure exactly as for a single delivery.
     async fn answer(&self, incoming: &Incoming, route: &ReplyRoute, handled: Handled) -> Outcome {
-        let correlation_id = incoming.correlation().unwrap_or("");
-        let sent = match RawValue::from_string(handled.reply_payload) {
-            Ok(payload) => self.reply(incoming, Some(route), &payload).await,
-            Err(e) => Err(AmqpError::Refused(format!("stored reply is not JSON: {e}"))),
-        };
-        // Acknowledge only once the reply is confirmed.
-        let acked = match sent {
-            Ok(()) => incoming.ack().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = acked {
-            warn!(%correlation_id, %error, "reply or ack failed; the broker will redeliver and the stored reply will be sent again");
-            return Outcome::Unacknowledged;
-        }
-        let outcome = Outcome::Answered {
+        let result = self.send_committed(incoming, route, handled).await;
+        self.settle(incoming, result).await
+    }
+
+    async fn send_committed(
+        &self,
+        incoming: &Incoming,
+        route: &ReplyRoute,
+        handled: Handled,
+    ) -> Result<Outcome, Failure> {
+        let payload = stored_reply(handled.reply_payload)?;
+        self.reply(incoming, Some(route), &payload).await?;
+        Ok(Outcome::Answered {
             request_id: handled.request_id,
             outcome: handled.outcome,
-        };
-        log_outcome(&outcome, correlation_id);
-        outcome
+        })
     }
 }

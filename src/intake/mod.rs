@@ -30,9 +30,9 @@ use crate::protocol::{
     ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, lcm_error, rcdp_error,
     reply_body,
 };
+use crate::settings::IntakeSettings;
 use crate::store::StoreError;
 use crate::store_gate::StoreGate;
-use crate::worker::WorkerSettings;
 
 mod batch;
 
@@ -74,6 +74,8 @@ impl From<AmqpError> for Failure {
 const ATTEMPTS: &str = "x-privacy-attempts";
 /// Header holding the time of its first failure.
 const FIRST_FAILURE: &str = "x-privacy-first-failure-at";
+/// How long a delivery whose reply failed waits before it is handed back.
+const HAND_BACK_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +94,12 @@ pub enum Outcome {
     Retrying(u32),
     /// Parked in the dead queue after its attempts were spent.
     Dead,
-    /// Not acknowledged: the broker will redeliver it.
-    Unacknowledged,
+    /// Handed back to the broker (rejected with requeue) after a broker
+    /// failure: it will be delivered again, and answered from the store.
+    Requeued,
+    /// Could not be settled: its channel is gone. The session ends, so the
+    /// broker takes it back and redelivers it.
+    Unsettled,
 }
 
 /// Handles deliveries; cheap to clone, one clone per in-flight delivery.
@@ -102,7 +108,7 @@ pub struct Intake {
     handlers: Handlers,
     gate: StoreGate,
     publisher: Publisher,
-    settings: Arc<WorkerSettings>,
+    settings: Arc<IntakeSettings>,
 }
 
 impl Intake {
@@ -111,7 +117,7 @@ impl Intake {
         handlers: Handlers,
         gate: StoreGate,
         publisher: Publisher,
-        settings: Arc<WorkerSettings>,
+        settings: Arc<IntakeSettings>,
     ) -> Self {
         Self {
             handlers,
@@ -123,27 +129,62 @@ impl Intake {
 
     /// Handles one delivery to its end and logs one line about it.
     pub async fn handle(&self, incoming: Incoming) -> Outcome {
-        let correlation_id = incoming.correlation().unwrap_or("").to_owned();
-        let outcome = match self.attempt(&incoming).await {
+        let result = self.attempt(&incoming).await;
+        self.settle(&incoming, result).await
+    }
+
+    /// Ends a delivery after an attempt, the one place where every failure is
+    /// acted on: an answered delivery is acknowledged; a failure while the store
+    /// answers goes to a retry queue (or the dead queue) and is then
+    /// acknowledged; a broker failure hands the delivery back to the broker.
+    /// Whatever happens, the delivery does not keep its prefetch slot: what
+    /// cannot be settled on its channel is [`Outcome::Unsettled`], and the
+    /// session that sees it ends, so the broker takes the delivery back.
+    async fn settle(&self, incoming: &Incoming, result: Result<Outcome, Failure>) -> Outcome {
+        let outcome = match result {
             Ok(outcome) => outcome,
-            Err(Failure::Broker(error)) => {
-                warn!(%correlation_id, %error, "broker failure; leaving the delivery to be redelivered");
-                return Outcome::Unacknowledged;
-            }
-            Err(failure) => match self.retry_later(&incoming, &failure).await {
+            Err(Failure::Broker(error)) => return self.hand_back(incoming, &error).await,
+            Err(failure) => match self.retry_later(incoming, &failure).await {
                 Ok(outcome) => outcome,
-                Err(error) => {
-                    warn!(%correlation_id, %error, "could not move the failed message; it will be redelivered");
-                    return Outcome::Unacknowledged;
-                }
+                Err(error) => return self.hand_back(incoming, &error).await,
             },
         };
+        let correlation_id = incoming.correlation().unwrap_or("");
         if let Err(error) = incoming.ack().await {
             warn!(%correlation_id, %error, "ack failed; the broker will redeliver and the stored reply will be sent again");
-            return Outcome::Unacknowledged;
+            return Outcome::Unsettled;
         }
-        log_outcome(&outcome, &correlation_id);
+        log_outcome(&outcome, correlation_id);
         outcome
+    }
+
+    /// After a broker failure (a reply or a parking copy not confirmed, nacked,
+    /// or its channel gone): the delivery goes back to the broker for another
+    /// attempt. The pause first keeps a broker that keeps refusing (a full
+    /// queue) from being asked again at once; the quorum queue's delivery limit
+    /// bounds the attempts. On a channel that is gone nothing can be handed
+    /// back, so the delivery is left for its session to end.
+    async fn hand_back(&self, incoming: &Incoming, error: &AmqpError) -> Outcome {
+        let correlation_id = incoming.correlation().unwrap_or("");
+        if !self.publisher.is_open() {
+            warn!(%correlation_id, %error, "broker failure and the publishing channel is gone; the session ends and the broker redelivers");
+            return Outcome::Unsettled;
+        }
+        warn!(%correlation_id, %error, "broker failure; handing the delivery back for another attempt");
+        tokio::time::sleep(HAND_BACK_PAUSE).await;
+        match incoming.requeue().await {
+            Ok(()) => Outcome::Requeued,
+            Err(error) => {
+                warn!(%correlation_id, %error, "could not hand the delivery back; the session ends and the broker redelivers");
+                Outcome::Unsettled
+            }
+        }
+    }
+
+    /// Whether the publishing channel still works; when it does not, every
+    /// reply would fail, so the session must end and start anew.
+    pub fn can_publish(&self) -> bool {
+        self.publisher.is_open()
     }
 
     /// One attempt, waiting at the store gate for as long as the store is down for
@@ -179,16 +220,17 @@ impl Intake {
         let last_error = describe(failure);
         let topology = &self.settings.topology;
         let retry_queue = topology.retry_queue_for(failures);
-        let (queue, reason, outcome) = match retry_queue {
+        let (queue, reason, outcome, expires) = match retry_queue {
             Some(queue) if failures < self.settings.retry_attempts => {
-                (queue, "retrying", Outcome::Retrying(failures))
+                (queue, "retrying", Outcome::Retrying(failures), None)
             }
             _ => {
                 let reason = match failure {
                     Failure::Transient(_) => "transient-failures-exhausted",
                     _ => "unexpected-error",
                 };
-                (topology.dead_queue.clone(), reason, Outcome::Dead)
+                let ttl = Some(self.settings.parked_ttl);
+                (topology.dead_queue.clone(), reason, Outcome::Dead, ttl)
             }
         };
         let headers = [
@@ -203,7 +245,9 @@ impl Intake {
             // first so that a failure to send it leaves the message unparked.
             self.reply_internal_error(incoming).await?;
         }
-        self.publisher.park(incoming, &queue, &headers).await?;
+        self.publisher
+            .park(incoming, &queue, &headers, expires)
+            .await?;
         warn!(
             correlation_id = incoming.correlation().unwrap_or(""),
             attempts = failures,
@@ -266,8 +310,7 @@ impl Intake {
             received_at: Utc::now(),
         };
         let handled = self.handlers.handle(&valid, delivery).await?;
-        let payload = RawValue::from_string(handled.reply_payload)
-            .map_err(|e| Failure::Unexpected(format!("stored reply is not JSON: {e}")))?;
+        let payload = stored_reply(handled.reply_payload)?;
         self.reply(incoming, Some(&valid.route), &payload).await?;
         Ok(Outcome::Answered {
             request_id: handled.request_id,
@@ -284,10 +327,12 @@ impl Intake {
             ("x-privacy-error-fields", rejection.field_names()),
         ];
         let invalid_queue = &self.settings.topology.invalid_queue;
+        let ttl = self.settings.parked_ttl;
         let payload = failure_payload(rejection);
         tokio::try_join!(
             self.reply(incoming, rejection.route.as_deref(), &payload),
-            self.publisher.park(incoming, invalid_queue, &headers),
+            self.publisher
+                .park(incoming, invalid_queue, &headers, Some(ttl)),
         )?;
         Ok(Outcome::Invalid(rejection.code.as_str()))
     }
@@ -342,6 +387,13 @@ impl Intake {
     }
 }
 
+/// A reply read back from the store; one that is not JSON is this message's
+/// problem, not the broker's.
+fn stored_reply(payload: String) -> Result<Box<RawValue>, Failure> {
+    RawValue::from_string(payload)
+        .map_err(|e| Failure::Unexpected(format!("stored reply is not JSON: {e}")))
+}
+
 fn describe(failure: &Failure) -> String {
     match failure {
         Failure::Transient(e) => e.to_string(),
@@ -365,7 +417,7 @@ fn log_outcome(outcome: &Outcome, correlation_id: &str) {
             );
             return;
         }
-        Outcome::Retrying(_) | Outcome::Dead | Outcome::Unacknowledged => return,
+        Outcome::Retrying(_) | Outcome::Dead | Outcome::Requeued | Outcome::Unsettled => return,
     };
     info!(
         request_id,

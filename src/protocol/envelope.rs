@@ -6,7 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{ErrorCode, FieldFault, LCM_CHANNEL, LCM_TOPIC, Limits, Rejection};
+use super::{
+    CONTROL_CHARACTER, ErrorCode, FieldFault, LCM_CHANNEL, LCM_TOPIC, Limits, Rejection,
+    has_control_character,
+};
 
 /// A well-formed envelope; the payload is not validated yet.
 #[derive(Debug, Clone)]
@@ -65,6 +68,10 @@ pub fn parse_envelope(body: &[u8], limits: Limits) -> Result<Envelope, Rejection
     let subtopic = required_string(&object, "subtopic", &mut faults);
     let source = match object.get("source") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if has_control_character(s) => {
+            faults.push(FieldFault::new("source", CONTROL_CHARACTER));
+            None
+        }
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             faults.push(FieldFault::new("source", "must be a string"));
@@ -139,6 +146,10 @@ fn required_string(
         }
         Some(Value::String(s)) if s.trim().is_empty() => {
             faults.push(FieldFault::new(key, "must not be empty"));
+            None
+        }
+        Some(Value::String(s)) if has_control_character(s) => {
+            faults.push(FieldFault::new(key, CONTROL_CHARACTER));
             None
         }
         Some(Value::String(s)) => Some(s.clone()),

@@ -47,6 +47,18 @@ pub const REQUEST_SUBTOPICS: [&str; 4] = [
     GET_GDPR_REQUEST_STATUS,
 ];
 
+/// Whether `text` holds a control character other than tab, line feed and
+/// carriage return (C0, DEL and C1). Such text is refused in every field: it
+/// has no business in a name or an identifier, and PostgreSQL cannot store NUL.
+pub fn has_control_character(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// The fault named for a field holding a control character.
+pub const CONTROL_CHARACTER: &str =
+    "must not contain control characters (only tab, line feed and carriage return)";
+
 /// Limits applied before any parsing work is done.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::FieldFault;
+use super::{CONTROL_CHARACTER, FieldFault, has_control_character};
 
 /// The eleven documented fields, in documented order.
 pub const FIELD_NAMES: [&str; 11] = [
@@ -163,6 +163,11 @@ pub fn validate_privacy_request(
             faults.push(FieldFault::new(field, problem));
         }
     }
+    if let Some(Value::String(id)) = canonical.get(CUSTOMER_ID)
+        && has_control_character(id)
+    {
+        faults.push(FieldFault::new(CUSTOMER_ID, CONTROL_CHARACTER));
+    }
     for duplicate in duplicates.drain(..) {
         if !faults.iter().any(|f| f.field == duplicate.field) {
             faults.push(duplicate);
@@ -208,6 +213,9 @@ fn check_field(rule: Rule, value: Option<&Value>) -> Option<String> {
     let Value::String(text) = value else {
         return Some("must be a string".into());
     };
+    if has_control_character(text) {
+        return Some(CONTROL_CHARACTER.into());
+    }
     let too_long = |max: usize| {
         (text.chars().count() > max).then(|| format!("must be at most {max} characters"))
     };

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::is_well_formed_email;
+use super::{has_control_character, is_well_formed_email};
 
 /// Access (a copy of the data) or forget (erasure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,10 @@ fn tenant(
             problems.push("tenant_hash is required (AMQP header tenant_hash).");
             None
         }
+        Some(t) if has_control_character(t) => {
+            problems.push("tenant_hash must not contain control characters.");
+            None
+        }
         Some(t) if !tenants.is_empty() && !tenants.iter().any(|known| known == t) => {
             problems.push("tenant_hash names no known tenant.");
             None
@@ -216,6 +220,10 @@ pub fn parse_rcdp_request(
             problems.push("reqSource must be at most 10 characters.");
             None
         }
+        Some(s) if has_control_character(s) => {
+            problems.push("reqSource must not contain control characters.");
+            None
+        }
         Some(s) => Some(s.to_owned()),
     };
     let value = headers
@@ -224,6 +232,10 @@ pub fn parse_rcdp_request(
     let identifier = match (id_type, value) {
         (_, None) => {
             problems.push("reqParamValue is required (AMQP header reqParamValue).");
+            None
+        }
+        (_, Some(value)) if has_control_character(value) => {
+            problems.push("reqParamValue must not contain control characters.");
             None
         }
         (Some(kind), Some(value)) => match kind.normalize(value) {

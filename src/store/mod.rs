@@ -9,6 +9,7 @@
 
 mod connect;
 mod error;
+mod keys;
 mod lifecycle;
 mod queries;
 mod register;
@@ -18,6 +19,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
+pub use keys::SampleIdentifier;
 pub use lifecycle::{
     Answered, Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision,
     StoredIdentifier,

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use sqlx::Connection as _;
 
 use crate::helpers::{
     Answers, Backend, TestApp, amqp_url, properties, sample_with, spawn_app_with, test_env,
@@ -86,17 +87,17 @@ async fn a_sqlite_file_locked_for_ten_seconds_holds_deliveries_and_parks_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_always_fails_is_parked_dead_after_its_attempts_while_others_flow() {
     let app = spawn_app_with(Backend::Postgres, |s| {
-        s.retry_attempts = 3;
+        s.intake.retry_attempts = 3;
     })
     .await;
     let mut replies = app.replies().await;
     let mut answers = Answers::default();
 
-    // Valid JSON and valid by every documented rule, but PostgreSQL text cannot
-    // hold a NUL character, and the AgentID is stored as text (in the audit trail):
-    // the insert fails the same way every time.
+    // Valid JSON and valid by every documented rule, but the database refuses
+    // its audit event (a trigger of the test's own), the same way every time.
+    refuse_events_of(&app, "agent:poison-agent").await;
     let poison = sample_with(&[
-        ("AgentID", json!("ra\u{0}jat")),
+        ("AgentID", json!("poison-agent")),
         ("callid", json!("poison")),
         ("AccountNumber", json!("poison-account")),
     ]);
@@ -139,7 +140,7 @@ async fn a_message_that_always_fails_is_parked_dead_after_its_attempts_while_oth
     );
     assert!(headers.contains_key("x-privacy-last-failure-at"));
     assert!(
-        !headers["x-privacy-last-error"].contains("rajat"),
+        !headers["x-privacy-last-error"].contains("poison-account"),
         "no personal data in headers"
     );
     // The sender is told, instead of waiting for an answer that will not come.
@@ -338,10 +339,11 @@ async fn two_instances_with_one_killed_mid_burst_lose_and_double_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rcdp_registration_that_cannot_be_stored_gets_the_documented_internal_error() {
-    let app = spawn_app_with(Backend::Postgres, |s| s.retry_attempts = 2).await;
+    let app = spawn_app_with(Backend::Postgres, |s| s.intake.retry_attempts = 2).await;
     let mut rcdp = crate::lifecycle::Rcdp::new(&app).await;
-    // reqSource lands in the audit trail as text; PostgreSQL refuses the NUL.
-    let body = json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "a\u{0}b"});
+    // The database refuses this source's audit events, every time.
+    refuse_events_of(&app, "source:poison").await;
+    let body = json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "poison"});
     let reply = rcdp
         .call("RegisterGdprRequest", body, Some("G-1"), Some("t1"))
         .await;
@@ -356,4 +358,27 @@ async fn an_rcdp_registration_that_cannot_be_stored_gets_the_documented_internal
         "parked for an operator"
     );
     app.stop().await;
+}
+
+/// Makes the app's PostgreSQL database refuse every audit event of `actor`, as
+/// a database refuses a write it will never take (a check, a trigger).
+pub async fn refuse_events_of(app: &TestApp, actor: &str) {
+    let mut conn = sqlx::PgConnection::connect(&app.settings.store.url)
+        .await
+        .expect("the test database");
+    let function = format!(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+           IF NEW.actor = '{actor}' THEN RAISE EXCEPTION 'refused by the test''s trigger'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql"
+    );
+    for sql in [
+        function.as_str(),
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON request_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("trigger created");
+    }
 }

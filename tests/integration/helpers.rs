@@ -10,8 +10,9 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use privacy_worker::amqp::Topology;
 use privacy_worker::protocol::Limits;
+use privacy_worker::settings::{IntakeSettings, WorkerSettings};
 use privacy_worker::store::{Store, StoreSettings};
-use privacy_worker::worker::{self, FatalError, WorkerSettings};
+use privacy_worker::worker::{self, FatalError};
 use serde_json::Value;
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
@@ -150,7 +151,6 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
     WorkerSettings {
         amqp_url: amqp_url(),
         connection_name: format!("privacy-worker test {}", topology.work_queue),
-        topology,
         store: StoreSettings {
             url: database_url,
             max_connections: 8,
@@ -159,13 +159,18 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         prefetch: 64,
         batch_max: 16,
         batches_in_flight: 2,
-        limits: Limits::default(),
-        retry_attempts: 5,
         drain_timeout: Duration::from_secs(10),
-        reply_source: "privacy-worker".into(),
+        confirm_timeout: Duration::from_secs(30),
         tenant: "default".into(),
-        tenants: vec![],
         key_file: None,
+        intake: IntakeSettings {
+            topology,
+            limits: Limits::default(),
+            tenants: vec![],
+            retry_attempts: 5,
+            reply_source: "privacy-worker".into(),
+            parked_ttl: Duration::from_secs(14 * 86_400),
+        },
     }
 }
 
@@ -200,12 +205,19 @@ pub async fn spawn_app_with(
 
 /// Fresh resources (exchange, queues, migrated database) and no worker yet.
 pub async fn test_env(backend: Backend) -> TestApp {
+    test_env_over(backend, async |_: &str| {}).await
+}
+
+/// Like [`test_env`], with `before_migration` run on the new, empty database
+/// first (to lay out what an older version of the worker left).
+pub async fn test_env_over(backend: Backend, before_migration: impl AsyncFnOnce(&str)) -> TestApp {
     init_logs();
     let (database, url) = TestDatabase::create(backend).await;
+    before_migration(&url).await;
     let mut settings = worker_settings(test_topology(), url);
     settings.key_file = database.key_file();
     let bus = Bus::connect().await;
-    bus.declare(&settings.topology).await;
+    bus.declare(&settings.intake.topology).await;
     let store = Store::connect(&settings.store).await.expect("test store");
     TestApp {
         settings,
@@ -219,7 +231,7 @@ pub async fn test_env(backend: Backend) -> TestApp {
 
 impl TestApp {
     pub fn topology(&self) -> &Topology {
-        &self.settings.topology
+        &self.settings.intake.topology
     }
 
     /// Runs a worker in this process with `settings`.
@@ -301,7 +313,7 @@ impl TestApp {
     pub async fn publish(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
         self.bus
             .publish(
-                &self.settings.topology.exchange,
+                &self.settings.intake.topology.exchange,
                 routing_key,
                 body,
                 properties,
@@ -313,16 +325,15 @@ impl TestApp {
     pub async fn replies(&self) -> Replies {
         self.bus
             .listen(
-                &self.settings.topology.exchange,
+                &self.settings.intake.topology.exchange,
                 "*.*.SetDataPrivacyStatusResponse",
             )
             .await
     }
 
-    /// Stops the worker as SIGTERM would, checks it stopped cleanly, and removes
-    /// the test's queues, exchange and database.
-    pub async fn stop(mut self) {
-        self.store.close().await;
+    /// Stops the worker as SIGTERM would and checks it stopped cleanly; the
+    /// app's queues and database stay, for another worker.
+    pub async fn stop_worker(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -333,7 +344,24 @@ impl TestApp {
                 .expect("worker task did not panic");
             result.expect("worker stopped without error");
         }
-        self.bus.delete(&self.settings.topology).await;
+    }
+
+    /// Runs a worker with `settings` that must refuse to start; returns why.
+    pub async fn worker_refuses(&self, settings: WorkerSettings) -> FatalError {
+        let run = worker::run(settings, std::future::pending());
+        match tokio::time::timeout(Duration::from_secs(30), run).await {
+            Ok(Err(fatal)) => fatal,
+            Ok(Ok(())) => panic!("the worker stopped without refusing"),
+            Err(_) => panic!("the worker started instead of refusing"),
+        }
+    }
+
+    /// Stops the worker as SIGTERM would, checks it stopped cleanly, and removes
+    /// the test's queues, exchange and database.
+    pub async fn stop(mut self) {
+        self.store.close().await;
+        self.stop_worker().await;
+        self.bus.delete(&self.settings.intake.topology).await;
         if let Some(database) = self.database.take() {
             database.drop_database().await;
         }

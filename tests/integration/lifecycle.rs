@@ -27,9 +27,10 @@ on_both_backends!(
 );
 
 async fn unknown_tenants_are_refused_when_a_tenant_list_is_configured(backend: Backend) {
-    let app =
-        crate::helpers::spawn_app_with(backend, |s| s.tenants = vec!["t1".into(), "t2".into()])
-            .await;
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.intake.tenants = vec!["t1".into(), "t2".into()]
+    })
+    .await;
     let mut rcdp = Rcdp::new(&app).await;
     tracking_id(&rcdp.register("access", "gcrid", "G-7", "t2").await);
     assert_eq!(
@@ -59,13 +60,29 @@ impl<'a> Rcdp<'a> {
         }
     }
 
-    /// Publishes without waiting for the reply.
+    /// Publishes without waiting for the reply, with a message id and
+    /// correlation id of its own.
     async fn send(
         &mut self,
         subtopic: &str,
         body: Value,
         value: Option<&str>,
         tenant: Option<&str>,
+    ) {
+        let id = format!("rcdp-{}-{}", self.queue, self.sent + 1);
+        self.send_with_ids(subtopic, body, value, tenant, Some(&id), Some(&id))
+            .await;
+    }
+
+    /// Publishes without waiting for the reply, with these ids.
+    async fn send_with_ids(
+        &mut self,
+        subtopic: &str,
+        body: Value,
+        value: Option<&str>,
+        tenant: Option<&str>,
+        message_id: Option<&str>,
+        correlation_id: Option<&str>,
     ) {
         self.sent += 1;
         let mut headers = FieldTable::default();
@@ -76,8 +93,7 @@ impl<'a> Rcdp<'a> {
             headers.insert("tenant_hash".into(), AMQPValue::LongString(tenant.into()));
         }
         let envelope = json!({"channel": "LCM", "topic": "Webservice", "subtopic": subtopic, "source": "crm", "data": body});
-        let id = format!("rcdp-{}-{}", self.queue, self.sent);
-        let props = properties(Some(&id), Some(&id))
+        let props = properties(message_id, correlation_id)
             .with_reply_to(self.queue.as_str().into())
             .with_headers(headers);
         self.app
@@ -98,13 +114,30 @@ impl<'a> Rcdp<'a> {
         tenant: Option<&str>,
     ) -> Value {
         self.send(subtopic, body, value, tenant).await;
+        self.reply(subtopic).await
+    }
+
+    /// Publishes with these ids and returns the reply's payload.
+    pub async fn call_with_ids(
+        &mut self,
+        subtopic: &str,
+        body: Value,
+        (value, tenant): (Option<&str>, Option<&str>),
+        (message_id, correlation_id): (Option<&str>, Option<&str>),
+    ) -> Value {
+        self.send_with_ids(subtopic, body, value, tenant, message_id, correlation_id)
+            .await;
+        self.reply(subtopic).await
+    }
+
+    async fn reply(&mut self, subtopic: &str) -> Value {
         let reply = self.replies.take(1, WAIT).await.remove(0);
         assert_eq!(reply.body["subtopic"], format!("{subtopic}Response"));
         crate::schemas::assert_valid_reply(&reply.body);
         reply.body["message"].clone()
     }
 
-    async fn register(&mut self, kind: &str, param: &str, value: &str, tenant: &str) -> Value {
+    pub async fn register(&mut self, kind: &str, param: &str, value: &str, tenant: &str) -> Value {
         let body = json!({"reqType": kind, "reqParam": param, "reqSource": "test_1"});
         self.call("RegisterGdprRequest", body, Some(value), Some(tenant))
             .await
@@ -116,7 +149,7 @@ impl<'a> Rcdp<'a> {
             .await
     }
 
-    async fn status(&mut self, tracking_id: i64, tenant: &str) -> Value {
+    pub async fn status(&mut self, tracking_id: i64, tenant: &str) -> Value {
         self.call(
             "GetGdprRequestStatus",
             json!({"trackingId": tracking_id}),
@@ -127,7 +160,7 @@ impl<'a> Rcdp<'a> {
     }
 }
 
-fn tracking_id(reply: &Value) -> i64 {
+pub fn tracking_id(reply: &Value) -> i64 {
     assert_eq!(reply["status"], "OK", "{reply}");
     assert_eq!(reply["data"]["message"], "Request submitted successfully.");
     reply["data"]["trackingId"]

@@ -3,9 +3,12 @@
 
 mod bench;
 mod bus;
+mod edges;
 mod faults;
 mod helpers;
+mod idempotency;
 mod intake;
+mod keys;
 mod lifecycle;
 mod logs;
 mod process;

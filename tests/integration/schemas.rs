@@ -142,7 +142,7 @@ fn the_asyncapi_document_describes_the_worker_s_default_names() {
     }
     use clap::Parser;
     let cli = privacy_worker::config::Cli::try_parse_from(["privacy-worker"]).unwrap();
-    let topology = cli.run.settings().topology;
+    let topology = cli.run.settings().intake.topology;
     for expected in [
         &topology.exchange,
         &topology.work_queue,

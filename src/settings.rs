@@ -1,0 +1,61 @@
+//! The worker's settings as plain values, built from the command line and the
+//! environment by [`crate::config`]. Each part of the worker takes only the
+//! settings it uses: the intake gets [`IntakeSettings`], not the URLs and key
+//! paths that only start-up needs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::amqp::Topology;
+use crate::protocol::Limits;
+use crate::store::StoreSettings;
+
+/// Everything the worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// AMQP URL.
+    pub amqp_url: String,
+    /// Connection name shown in the management UI.
+    pub connection_name: String,
+    /// The request store.
+    pub store: StoreSettings,
+    /// Deliveries in flight at once.
+    pub prefetch: u16,
+    /// Deliveries recorded in one transaction at most (group commit); 1 turns it off.
+    pub batch_max: usize,
+    /// Batches handled at once; while all are busy, deliveries gather into the next.
+    pub batches_in_flight: usize,
+    /// Time allowed to finish in-flight deliveries on shutdown.
+    pub drain_timeout: Duration,
+    /// How long a publish may wait for the broker's confirm before it counts as
+    /// failed (a resource alarm blocks publishers).
+    pub confirm_timeout: Duration,
+    /// Tenant of LCM requests.
+    pub tenant: String,
+    /// Key file for personal data at rest; `None` uses one next to an SQLite
+    /// database (created only for a new, empty store), and is an error with
+    /// PostgreSQL.
+    pub key_file: Option<PathBuf>,
+    /// What the intake needs for each delivery.
+    pub intake: IntakeSettings,
+}
+
+/// What the intake needs to handle a delivery: where to park and retry it, how
+/// to parse it, how to sign its reply.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// Names to declare and use.
+    pub topology: Topology,
+    /// Body limits.
+    pub limits: Limits,
+    /// Tenants RCDP requests may name; empty accepts any.
+    pub tenants: Vec<String>,
+    /// Attempts a message gets, the first included, before it is parked as dead
+    /// (attempts during a database outage do not count).
+    pub retry_attempts: u32,
+    /// `source` of replies.
+    pub reply_source: String,
+    /// How long a copy parked in the invalid or dead queue is kept (it holds the
+    /// request's personal data in plain text) before the broker drops it.
+    pub parked_ttl: Duration,
+}
