@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT, Sealed};
 use crate::protocol::{
     GET_DATA_PRIVACY_STATUS, Operation, PrivacyRequest, REGISTER_GDPR_REQUEST, REVOKE_GDPR_ACTIONS,
-    RcdpRequest, RequestKind, StatusQuery, ValidRequest, lcm_error, rcdp_error, success_payload,
+    RcdpRequest, StatusQuery, ValidRequest, lcm_error, rcdp_error, success_payload,
 };
+use crate::request::{Flow, IdentifierType, RequestKind};
 use crate::store::{
     Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
     StoredIdentifier,
@@ -41,8 +42,39 @@ pub struct Handled {
     pub request_id: Option<i64>,
     /// The reply payload, JSON text.
     pub reply_payload: String,
-    /// For the log line: recorded, joined, refused, revoked, status, replayed.
-    pub outcome: &'static str,
+    /// How the message was answered.
+    pub answer: Answer,
+}
+
+/// How an operation was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A new request was recorded.
+    Recorded,
+    /// The pending request of the customer was answered (LCM join).
+    Joined,
+    /// Refused by the lifecycle rules (a duplicate, a pending forget, not revocable).
+    Refused,
+    /// A request was revoked.
+    Revoked,
+    /// A status query was answered.
+    Status,
+    /// Answered before: the stored reply was sent again.
+    Replayed,
+}
+
+impl Answer {
+    /// For logs (and metrics' labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Joined => "joined",
+            Self::Refused => "refused",
+            Self::Revoked => "revoked",
+            Self::Status => "status",
+            Self::Replayed => "replayed",
+        }
+    }
 }
 
 /// Runs operations against the store. Cheap to clone.
@@ -103,10 +135,10 @@ impl Handlers {
             .zip(&prepared)
             .map(|((r, source, delivery), p)| NewRegistration {
                 tenant: &self.lcm_tenant,
-                flow: "lcm",
+                flow: Flow::Lcm,
                 kind: RequestKind::Access,
                 pseudonymize: r.is_pseudonymize,
-                identifier: StoredIdentifier { kind: "account", index: &p.index, sealed: &p.account },
+                identifier: StoredIdentifier { kind: IdentifierType::Account, index: &p.index, sealed: &p.account },
                 source: *source,
                 actor: &p.actor,
                 join_pending: true,
@@ -135,16 +167,16 @@ impl Handlers {
         Ok(answers
             .into_iter()
             .map(|answered| {
-                let outcome = match answered.decision {
-                    None => "replayed",
-                    Some(Decision::Registered(_)) => "recorded",
-                    Some(Decision::Joined(_) | Decision::Duplicate { .. }) => "joined",
-                    Some(Decision::ForgetPending(_)) => "refused",
+                let answer = match answered.decision {
+                    None => Answer::Replayed,
+                    Some(Decision::Registered(_)) => Answer::Recorded,
+                    Some(Decision::Joined(_) | Decision::Duplicate { .. }) => Answer::Joined,
+                    Some(Decision::ForgetPending(_)) => Answer::Refused,
                 };
                 Handled {
                     request_id: answered.request_id,
                     reply_payload: answered.reply_payload,
-                    outcome,
+                    answer,
                 }
             })
             .collect())
@@ -168,7 +200,9 @@ impl Handlers {
             }
         };
         PreparedLcm {
-            index: self.keys.blind_index("account", account),
+            index: self
+                .keys
+                .blind_index(IdentifierType::Account.as_str(), account),
             account: self.keys.seal(IDENTIFIER_CONTEXT, account.as_bytes()),
             personal: self
                 .keys
@@ -184,15 +218,15 @@ impl Handlers {
         source: Option<&str>,
         delivery: Delivery<'_>,
     ) -> Result<Handled, StoreError> {
-        let kind = r.identifier.kind.as_str();
-        let index = self.keys.blind_index(kind, &r.identifier.value);
+        let kind = r.identifier.kind;
+        let index = self.keys.blind_index(kind.as_str(), &r.identifier.value);
         let sealed = self
             .keys
             .seal(IDENTIFIER_CONTEXT, r.identifier.value.as_bytes());
         let actor = format!("source:{}", r.source);
         let new = NewRegistration {
             tenant: &r.tenant,
-            flow: "rcdp",
+            flow: Flow::Rcdp,
             kind: r.kind,
             pseudonymize: false,
             identifier: StoredIdentifier {
@@ -224,15 +258,15 @@ impl Handlers {
                 "Request already exist for [forget] with tracking id:{id}, revoke the existing request before raising any new request."
             )).to_string(),
         }).await?;
-        let outcome = match answered.decision {
-            None => "replayed",
-            Some(Decision::Registered(_) | Decision::Joined(_)) => "recorded",
-            Some(_) => "refused",
+        let answer = match answered.decision {
+            None => Answer::Replayed,
+            Some(Decision::Registered(_) | Decision::Joined(_)) => Answer::Recorded,
+            Some(_) => Answer::Refused,
         };
         Ok(Handled {
             request_id: answered.request_id,
             reply_payload: answered.reply_payload,
-            outcome,
+            answer,
         })
     }
 
@@ -272,15 +306,15 @@ impl Handlers {
                 "No {} request found to revoke.", r.kind.as_str()
             )).to_string(),
         }).await?;
-        let outcome = match answered.decision {
-            None => "replayed",
-            Some(RevokeDecision::Revoked(_)) => "revoked",
-            Some(_) => "refused",
+        let answer = match answered.decision {
+            None => Answer::Replayed,
+            Some(RevokeDecision::Revoked(_)) => Answer::Revoked,
+            Some(_) => Answer::Refused,
         };
         Ok(Handled {
             request_id: answered.request_id,
             reply_payload: answered.reply_payload,
-            outcome,
+            answer,
         })
     }
 
@@ -304,7 +338,7 @@ impl Handlers {
         Ok(Handled {
             request_id: Some(query.tracking_id),
             reply_payload: reply.to_string(),
-            outcome: "status",
+            answer: Answer::Status,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! - [`settings`]: the worker's settings as plain values, one struct per part.
 //! - [`backoff`]: the one backoff policy for waiting out an outage.
 //! - [`telemetry`]: tracing set-up (text or JSON lines).
+//! - [`request`]: a request's kind, flow, identifier type and status, with its transitions.
 //! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
 //! - [`crypto`]: personal data at rest: AES-256-GCM with key ids, keyed blind indexes.
 //! - [`keyring`]: the key file for a store, checked against the keys it was written with.
@@ -31,6 +32,7 @@ pub mod intake;
 pub mod keyring;
 pub mod operator;
 pub mod protocol;
+pub mod request;
 pub mod send;
 pub mod settings;
 pub mod store;

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::config::{RequestsAction, RequestsArgs};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
 use crate::keyring::{self, Creation};
-use crate::store::{Store, StoreSettings};
+use crate::request::RequestStatus;
+use crate::store::{Store, StoreSettings, Transition};
 
 /// Runs one operator action and returns what to print.
 pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
@@ -32,7 +33,7 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
             json,
         } => {
             let rows = store
-                .list_requests(status.as_deref(), tenant.as_deref(), *limit)
+                .list_requests(status_named(status.as_deref())?, tenant.as_deref(), *limit)
                 .await?;
             if *json {
                 serde_json::to_string_pretty(&rows)?
@@ -88,14 +89,14 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
         }
         RequestsAction::Revoke { id, reason } => {
             match store
-                .transition(*id, &["registered"], "revoked", &actor, reason)
+                .transition(*id, RequestStatus::Revoked, &actor, reason)
                 .await?
             {
-                None => bail!("no request {id}"),
-                Some(Err(status)) => bail!(
+                Transition::NotFound => bail!("no request {id}"),
+                Transition::NotAllowed(status) => bail!(
                     "request {id} has status [{status}]; only requests in status [registered] can be revoked"
                 ),
-                Some(Ok(_)) => format!("request {id} revoked"),
+                Transition::Moved(_) => format!("request {id} revoked"),
             }
         }
         RequestsAction::Audit { id, json } => {
@@ -114,7 +115,7 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
                             "{} {} {} -> {}: {}",
                             e.at.to_rfc3339(),
                             e.actor,
-                            e.from_status.as_deref().unwrap_or("-"),
+                            e.from_status.map_or("-", RequestStatus::as_str),
                             e.to_status,
                             e.reason
                         )
@@ -126,6 +127,17 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
     };
     store.close().await;
     Ok(output)
+}
+
+/// The status `--status` names.
+fn status_named(name: Option<&str>) -> anyhow::Result<Option<RequestStatus>> {
+    let parse = |name: &str| {
+        RequestStatus::parse(name).with_context(|| {
+            let known: Vec<&str> = RequestStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status {name:?}; one of {}", known.join(", "))
+        })
+    };
+    name.map(parse).transpose()
 }
 
 async fn load_keys(args: &RequestsArgs, store: &Store) -> anyhow::Result<Keys> {

@@ -73,7 +73,7 @@ pub async fn run(
             Err(e) => return Err(FatalError::Store(e)),
         }
     };
-    info!(backend = store.backend(), "store ready");
+    info!(backend = store.backend().as_str(), "store ready");
     let keys = keyring::open(settings.key_file.as_deref(), &store, Creation::ForNewStore).await;
     let keys = match keys {
         Ok(keys) => Arc::new(keys),

@@ -96,7 +96,7 @@ impl Intake {
         self.reply(incoming, Some(route), &payload).await?;
         Ok(Outcome::Answered {
             request_id: handled.request_id,
-            outcome: handled.outcome,
+            answer: handled.answer,
         })
     }
 }

@@ -24,11 +24,11 @@ use serde_json::value::RawValue;
 use tracing::{info, warn};
 
 use crate::amqp::{AmqpError, Incoming, Outgoing, Publisher};
-use crate::handlers::{Delivery, Handlers};
+use crate::handlers::{Answer, Delivery, Handlers};
 use crate::protocol::{
-    self, LCM_CHANNEL, LCM_TOPIC, Operation, ParseContext, RcdpHeaders, Rejection, ReplyRoute,
-    ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, lcm_error, rcdp_error,
-    reply_body,
+    self, ErrorCode, LCM_CHANNEL, LCM_TOPIC, Operation, ParseContext, RcdpHeaders, Rejection,
+    ReplyRoute, ReplyShape, SET_DATA_PRIVACY_STATUS, ValidRequest, failure_payload, lcm_error,
+    rcdp_error, reply_body,
 };
 use crate::settings::IntakeSettings;
 use crate::store::StoreError;
@@ -80,16 +80,15 @@ const HAND_BACK_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Answered: `outcome` says how (recorded, joined, refused, revoked, status,
-    /// replayed).
+    /// Answered.
     Answered {
         /// The request the reply is about, if any.
         request_id: Option<i64>,
         /// How it was answered.
-        outcome: &'static str,
+        answer: Answer,
     },
     /// Answered with an error and parked in the invalid queue.
-    Invalid(&'static str),
+    Invalid(ErrorCode),
     /// Failed; waiting in a retry queue (the number of failures so far).
     Retrying(u32),
     /// Parked in the dead queue after its attempts were spent.
@@ -314,7 +313,7 @@ impl Intake {
         self.reply(incoming, Some(&valid.route), &payload).await?;
         Ok(Outcome::Answered {
             request_id: handled.request_id,
-            outcome: handled.outcome,
+            answer: handled.answer,
         })
     }
 
@@ -334,7 +333,7 @@ impl Intake {
             self.publisher
                 .park(incoming, invalid_queue, &headers, Some(ttl)),
         )?;
-        Ok(Outcome::Invalid(rejection.code.as_str()))
+        Ok(Outcome::Invalid(rejection.code))
     }
 
     /// Publishes the reply on the topic exchange (when routable) and to the
@@ -404,15 +403,12 @@ fn describe(failure: &Failure) -> String {
 
 fn log_outcome(outcome: &Outcome, correlation_id: &str) {
     let (request_id, label) = match outcome {
-        Outcome::Answered {
-            request_id,
-            outcome,
-        } => (request_id, *outcome),
+        Outcome::Answered { request_id, answer } => (request_id, answer.as_str()),
         Outcome::Invalid(code) => {
             info!(
                 correlation_id,
                 outcome = "invalid",
-                code,
+                code = code.as_str(),
                 "request refused and parked"
             );
             return;

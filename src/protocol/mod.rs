@@ -17,8 +17,8 @@ pub use privacy_request::{
     is_well_formed_phone, validate_privacy_request,
 };
 pub use rcdp::{
-    Identifier, IdentifierType, RcdpHeaders, RcdpRequest, RequestKind, StatusQuery,
-    parse_rcdp_request, parse_status_query,
+    Identifier, RcdpHeaders, RcdpRequest, StatusQuery, normalize, parse_rcdp_request,
+    parse_status_query,
 };
 pub use rejection::{ErrorCode, FieldFault, Rejection};
 pub use reply::{

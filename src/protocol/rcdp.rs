@@ -13,93 +13,44 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::{has_control_character, is_well_formed_email};
+use crate::request::{IdentifierType, RequestKind};
 
-/// Access (a copy of the data) or forget (erasure).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    /// Right to access.
-    Access,
-    /// Right to be forgotten.
-    Forget,
-}
-
-impl RequestKind {
-    /// As stored and as the documents write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Access => "access",
-            Self::Forget => "forget",
-        }
-    }
-
-    /// `Access` or `Forget`, for reply texts.
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Access => "Access",
-            Self::Forget => "Forget",
-        }
+/// The identifier type a `reqParam` names: one of the four of the documents
+/// (the LCM AccountNumber is not an RCDP identifier).
+fn req_param(text: &str) -> Option<IdentifierType> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "gcrid" => Some(IdentifierType::Gcrid),
+        "email" => Some(IdentifierType::Email),
+        "mobile" => Some(IdentifierType::Mobile),
+        "customer" => Some(IdentifierType::Customer),
+        _ => None,
     }
 }
 
-/// The kinds of customer identifier of the documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentifierType {
-    /// Golden Customer Record id.
-    Gcrid,
-    /// E-mail address (compared case-insensitively).
-    Email,
-    /// Mobile number (compared by its digits).
-    Mobile,
-    /// External customer code.
-    Customer,
-}
-
-impl IdentifierType {
-    fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "gcrid" => Some(Self::Gcrid),
-            "email" => Some(Self::Email),
-            "mobile" => Some(Self::Mobile),
-            "customer" => Some(Self::Customer),
-            _ => None,
+/// The value in the form that compares equal for the same customer: e-mail in
+/// lower case, a mobile number's digits, other identifiers trimmed.
+pub fn normalize(kind: IdentifierType, value: &str) -> Result<String, &'static str> {
+    let value = value.trim();
+    match kind {
+        _ if value.is_empty() => Err("reqParamValue must not be empty."),
+        _ if value.chars().count() > 256 => Err("reqParamValue must be at most 256 characters."),
+        IdentifierType::Email if !is_well_formed_email(value) => {
+            Err("reqParamValue is not a well-formed email address.")
         }
-    }
-
-    /// As stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gcrid => "gcrid",
-            Self::Email => "email",
-            Self::Mobile => "mobile",
-            Self::Customer => "customer",
+        IdentifierType::Email => Ok(value.to_lowercase()),
+        IdentifierType::Mobile => {
+            let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+            let allowed = value
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
+            if allowed && (7..=15).contains(&digits.len()) {
+                Ok(digits)
+            } else {
+                Err("reqParamValue is not a well-formed mobile number.")
+            }
         }
-    }
-
-    /// The value in the form that compares equal for the same customer: e-mail in
-    /// lower case, a mobile number's digits, other identifiers trimmed.
-    pub fn normalize(self, value: &str) -> Result<String, &'static str> {
-        let value = value.trim();
-        match self {
-            _ if value.is_empty() => Err("reqParamValue must not be empty."),
-            _ if value.chars().count() > 256 => {
-                Err("reqParamValue must be at most 256 characters.")
-            }
-            Self::Email if !is_well_formed_email(value) => {
-                Err("reqParamValue is not a well-formed email address.")
-            }
-            Self::Email => Ok(value.to_lowercase()),
-            Self::Mobile => {
-                let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-                let allowed = value
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
-                if allowed && (7..=15).contains(&digits.len()) {
-                    Ok(digits)
-                } else {
-                    Err("reqParamValue is not a well-formed mobile number.")
-                }
-            }
-            Self::Gcrid | Self::Customer => Ok(value.to_owned()),
+        IdentifierType::Account | IdentifierType::Gcrid | IdentifierType::Customer => {
+            Ok(value.to_owned())
         }
     }
 }
@@ -207,7 +158,7 @@ pub fn parse_rcdp_request(
             None
         }
     };
-    let id_type = text(payload, "reqParam").and_then(IdentifierType::parse);
+    let id_type = text(payload, "reqParam").and_then(req_param);
     if id_type.is_none() {
         problems.push("reqParam must be one of gcrid, email, mobile, customer.");
     }
@@ -238,7 +189,7 @@ pub fn parse_rcdp_request(
             problems.push("reqParamValue must not contain control characters.");
             None
         }
-        (Some(kind), Some(value)) => match kind.normalize(value) {
+        (Some(kind), Some(value)) => match normalize(kind, value) {
             Ok(value) => Some(Identifier { kind, value }),
             Err(problem) => {
                 problems.push(problem);
@@ -329,12 +280,10 @@ mod tests {
     #[test]
     fn mobile_numbers_compare_by_digits_and_unknown_tenants_are_refused() {
         assert_eq!(
-            IdentifierType::Mobile
-                .normalize("+1 (415) 234-7172")
-                .unwrap(),
+            normalize(IdentifierType::Mobile, "+1 (415) 234-7172").unwrap(),
             "14152347172"
         );
-        assert!(IdentifierType::Mobile.normalize("call me").is_err());
+        assert!(normalize(IdentifierType::Mobile, "call me").is_err());
         let body = payload(json!({"reqType": "forget", "reqParam": "gcrId", "reqSource": "s"}));
         let error = parse_rcdp_request(&body, HEADERS, &["t2".to_owned()]).unwrap_err();
         assert_eq!(error, "tenant_hash names no known tenant.");

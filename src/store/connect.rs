@@ -96,6 +96,6 @@ async fn lock_file(path: PathBuf) -> Result<File, StoreError> {
         Ok::<_, std::io::Error>(file)
     })
     .await
-    .map_err(|e| StoreError::Unavailable(format!("migration lock task failed: {e}")))?
+    .map_err(|e| StoreError::Config(format!("migration lock task failed: {e}")))?
     .map_err(|e| StoreError::Config(format!("cannot lock the SQLite migration lock file: {e}")))
 }

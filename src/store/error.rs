@@ -6,27 +6,45 @@
 
 use thiserror::Error;
 
-/// Why a store operation failed.
+/// Why a store operation failed. The database's own error is kept as the
+/// source, so a caller can ask it what it was ([`StoreError::is_unique_violation`])
+/// instead of reading its text.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Unreachable, busy, locked, read-only or shutting down: worth retrying.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] sqlx::Error),
     /// The database refused the operation for a reason retrying will not fix.
     #[error("database refused the operation: {0}")]
-    Rejected(String),
+    Rejected(#[source] sqlx::Error),
+    /// The store holds something it did not write (a status it does not know, a
+    /// row missing a column): a bug or a hand edit, not worth retrying.
+    #[error("the store holds what it did not write: {0}")]
+    Corrupt(String),
     /// The DATABASE_URL or store settings cannot work.
     #[error("store configuration: {0}")]
     Config(String),
+    /// The database driver refused the configuration.
+    #[error("store configuration: {0}")]
+    Configuration(#[source] sqlx::Error),
     /// The schema could not be brought up to date.
     #[error("migrations failed: {0}")]
-    Migration(String),
+    Migration(#[source] sqlx::migrate::MigrateError),
 }
 
 impl StoreError {
     /// True when the same operation may succeed later.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+
+    /// True when a unique constraint refused the write (another writer got
+    /// there first).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Rejected(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            _ => false,
+        }
     }
 }
 
@@ -58,10 +76,9 @@ impl From<sqlx::Error> for StoreError {
             | E::PoolTimedOut
             | E::PoolClosed
             | E::WorkerCrashed
-            | E::Protocol(_) => Self::Unavailable(error.to_string()),
+            | E::Protocol(_) => Self::Unavailable(error),
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                let text = format!("{} (code {code})", db.message());
                 // The code spaces overlap (PostgreSQL's 22021 reads as SQLite's 5
                 // once masked), so ask which backend raised it.
                 let transient = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
@@ -70,26 +87,31 @@ impl From<sqlx::Error> for StoreError {
                     postgres_transient(&code)
                 };
                 if transient {
-                    Self::Unavailable(text)
+                    Self::Unavailable(error)
                 } else {
-                    Self::Rejected(text)
+                    Self::Rejected(error)
                 }
             }
-            E::Configuration(_) => Self::Config(error.to_string()),
-            E::Migrate(_) => Self::Migration(error.to_string()),
-            _ => Self::Rejected(error.to_string()),
+            E::Configuration(_) => Self::Configuration(error),
+            _ => Self::Rejected(error),
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError;
         match error {
-            sqlx::migrate::MigrateError::Execute(e) => match Self::from(e) {
-                Self::Unavailable(m) => Self::Unavailable(m),
-                other => Self::Migration(other.to_string()),
+            // A migration that could not run because the database went away is
+            // an outage like any other; anything else about it is not.
+            MigrateError::Execute(e) => match Self::from(e) {
+                Self::Unavailable(e) => Self::Unavailable(e),
+                Self::Rejected(e) | Self::Configuration(e) => {
+                    Self::Migration(MigrateError::Execute(e))
+                }
+                other => other,
             },
-            other => Self::Migration(other.to_string()),
+            other => Self::Migration(other),
         }
     }
 }

@@ -29,7 +29,7 @@ impl Store {
         rows.into_iter()
             .map(|(purpose, key_id, check_value)| {
                 let purpose = KeyPurpose::parse(&purpose).ok_or_else(|| {
-                    StoreError::Rejected(format!("store_keys has an unknown purpose {purpose:?}"))
+                    StoreError::Corrupt(format!("store_keys has an unknown purpose {purpose:?}"))
                 })?;
                 Ok(KeyCheck {
                     purpose,

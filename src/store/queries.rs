@@ -2,24 +2,25 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, decode, on_pool};
 use crate::crypto::Sealed;
+use crate::request::{Flow, IdentifierType, RequestKind, RequestStatus};
 
 /// A request's lifecycle facts, without personal data.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RequestSummary {
     /// Request id.
     pub id: i64,
     /// Owning tenant.
     pub tenant: String,
-    /// `lcm` or `rcdp`.
-    pub flow: String,
-    /// `access` or `forget`.
-    pub kind: String,
+    /// The flow it came by.
+    pub flow: Flow,
+    /// Access or forget.
+    pub kind: RequestKind,
     /// Lifecycle status.
-    pub status: String,
-    /// `account`, `gcrid`, `email`, `mobile` or `customer`.
-    pub identifier_type: String,
+    pub status: RequestStatus,
+    /// Who it is about, by type.
+    pub identifier_type: IdentifierType,
     /// How many distinct bus messages were answered with this request's id.
     pub messages: i64,
     /// When it was registered.
@@ -39,18 +40,69 @@ pub struct SealedDetail {
 }
 
 /// One entry of a request's audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RequestEvent {
     /// When.
     pub at: DateTime<Utc>,
     /// Who: `agent:<id>`, `source:<app>`, `operator:<name>` or `system`.
     pub actor: String,
     /// Status before, if any.
-    pub from_status: Option<String>,
+    pub from_status: Option<RequestStatus>,
     /// Status after.
-    pub to_status: String,
+    pub to_status: RequestStatus,
     /// Why.
     pub reason: String,
+}
+
+/// A summary row as stored.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: i64,
+    tenant: String,
+    flow: String,
+    kind: String,
+    status: String,
+    identifier_type: String,
+    messages: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SummaryRow> for RequestSummary {
+    type Error = StoreError;
+
+    fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            tenant: row.tenant,
+            flow: decode(&row.flow, Flow::parse, "flow")?,
+            kind: decode(&row.kind, RequestKind::parse, "kind")?,
+            status: decode(&row.status, RequestStatus::parse, "status")?,
+            identifier_type: decode(
+                &row.identifier_type,
+                IdentifierType::parse,
+                "identifier type",
+            )?,
+            messages: row.messages,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// at, actor, from_status, to_status, reason
+type EventRow = (DateTime<Utc>, String, Option<String>, String, String);
+
+fn event((at, actor, from, to, reason): EventRow) -> Result<RequestEvent, StoreError> {
+    Ok(RequestEvent {
+        at,
+        actor,
+        from_status: from
+            .map(|s| decode(&s, RequestStatus::parse, "status"))
+            .transpose()?,
+        to_status: decode(&to, RequestStatus::parse, "status")?,
+        reason,
+    })
 }
 
 const SUMMARY_COLUMNS: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type, \
@@ -67,22 +119,26 @@ impl Store {
     /// One request's summary.
     pub async fn request_summary(&self, id: i64) -> Result<Option<RequestSummary>, StoreError> {
         let sql = format!("{SUMMARY_COLUMNS} WHERE r.id = $1");
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?))
+        let row: Option<SummaryRow> = on_pool!(self, pool =>
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?);
+        row.map(RequestSummary::try_from).transpose()
     }
 
     /// Requests, newest first, optionally of one status and one tenant.
     pub async fn list_requests(
         &self,
-        status: Option<&str>,
+        status: Option<RequestStatus>,
         tenant: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RequestSummary>, StoreError> {
+        let status = status.map(RequestStatus::as_str);
         let sql = format!(
             "{SUMMARY_COLUMNS} WHERE ($1 IS NULL OR r.status = $1) AND ($2 IS NULL OR r.tenant = $2) \
              ORDER BY r.id DESC LIMIT $3"
         );
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(status).bind(tenant).bind(limit).fetch_all(pool).await?))
+        let rows: Vec<SummaryRow> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(status).bind(tenant).bind(limit).fetch_all(pool).await?);
+        rows.into_iter().map(RequestSummary::try_from).collect()
     }
 
     /// The encrypted personal data of a request and its messages.
@@ -106,7 +162,9 @@ impl Store {
 
     /// One request's audit trail, oldest first.
     pub async fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(SELECT_EVENTS).bind(id).fetch_all(pool).await?))
+        let rows: Vec<EventRow> =
+            on_pool!(self, pool => sqlx::query_as(SELECT_EVENTS).bind(id).fetch_all(pool).await?);
+        rows.into_iter().map(event).collect()
     }
 
     /// How many requests and how many distinct messages are recorded.

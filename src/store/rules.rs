@@ -11,14 +11,15 @@
 use std::collections::HashMap;
 
 use super::lifecycle::{Decision, NewRegistration};
+use crate::request::{RequestKind, RequestStatus};
 
 /// A pending (`registered` or `in_progress`) request of a customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PendingRow {
     pub id: i64,
-    pub kind: String,
+    pub kind: RequestKind,
     pub pseudonymize: bool,
-    pub status: String,
+    pub status: RequestStatus,
 }
 
 /// What the store holds for a batch, read under the customers' locks.
@@ -36,8 +37,8 @@ pub(super) struct PlannedEvent {
     /// Index of the message in the batch (for its actor).
     pub message: usize,
     pub request_id: i64,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<RequestStatus>,
+    pub to_status: RequestStatus,
     pub reason: String,
 }
 
@@ -93,9 +94,9 @@ pub(super) fn plan(news: &[NewRegistration<'_>], order: &[usize], mut known: Kno
             plan.registrations.push(i);
             pending.push(PendingRow {
                 id,
-                kind: new.kind.as_str().to_owned(),
+                kind: new.kind,
                 pseudonymize: new.pseudonymize,
-                status: "registered".to_owned(),
+                status: RequestStatus::Registered,
             });
         }
         plan.events.push(event);
@@ -119,11 +120,11 @@ fn decide(
     pending: &[PendingRow],
     new_id: i64,
 ) -> (Decision, PlannedEvent) {
-    let kind = new.kind.as_str();
-    let forget = pending.iter().find(|p| p.kind == "forget");
-    let access = pending
-        .iter()
-        .find(|p| kind == "access" && p.kind == "access" && p.pseudonymize == new.pseudonymize);
+    let (kind, access_kind) = (new.kind.as_str(), RequestKind::Access);
+    let forget = pending.iter().find(|p| p.kind == RequestKind::Forget);
+    let access = pending.iter().find(|p| {
+        new.kind == access_kind && p.kind == access_kind && p.pseudonymize == new.pseudonymize
+    });
     let (decision, hit, reason) = match (forget, access) {
         (Some(p), _) => (
             Decision::ForgetPending(p.id),
@@ -138,7 +139,7 @@ fn decide(
         (None, Some(p)) => (
             Decision::Duplicate {
                 id: p.id,
-                status: p.status.clone(),
+                status: p.status,
             },
             p,
             "duplicate access registration refused".to_owned(),
@@ -148,7 +149,7 @@ fn decide(
                 message,
                 request_id: new_id,
                 from_status: None,
-                to_status: "registered".to_owned(),
+                to_status: RequestStatus::Registered,
                 reason: format!("{} received", new.message.operation),
             };
             return (Decision::Registered(new_id), event);
@@ -157,8 +158,8 @@ fn decide(
     let event = PlannedEvent {
         message,
         request_id: hit.id,
-        from_status: Some(hit.status.clone()),
-        to_status: hit.status.clone(),
+        from_status: Some(hit.status),
+        to_status: hit.status,
         reason,
     };
     (decision, event)
@@ -215,7 +216,7 @@ mod tests {
 
     use super::*;
     use crate::crypto::Sealed;
-    use crate::protocol::RequestKind;
+    use crate::request::{Flow, IdentifierType};
     use crate::store::{NewMessage, StoredIdentifier};
 
     fn registration<'a>(
@@ -227,11 +228,11 @@ mod tests {
     ) -> NewRegistration<'a> {
         NewRegistration {
             tenant: "t",
-            flow: "lcm",
+            flow: Flow::Lcm,
             kind,
             pseudonymize: false,
             identifier: StoredIdentifier {
-                kind: "account",
+                kind: IdentifierType::Account,
                 index: customer,
                 sealed,
             },
@@ -302,9 +303,9 @@ mod tests {
             ("t".to_owned(), "a".to_owned()),
             vec![PendingRow {
                 id: 9,
-                kind: "forget".to_owned(),
+                kind: RequestKind::Forget,
                 pseudonymize: false,
-                status: "in_progress".to_owned(),
+                status: RequestStatus::InProgress,
             }],
         );
         let plan = plan(&news, &[0, 1, 2], known);
@@ -319,6 +320,6 @@ mod tests {
             ]
         );
         assert_eq!(plan.planned[2], Planned::Decided(Decision::Registered(-1)));
-        assert_eq!(plan.events[0].from_status.as_deref(), Some("in_progress"));
+        assert_eq!(plan.events[0].from_status, Some(RequestStatus::InProgress));
     }
 }

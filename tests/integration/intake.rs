@@ -59,7 +59,7 @@ async fn the_seed_sample_is_answered_with_a_request_id_on_the_reply_topic(backen
     assert_eq!(summary.messages, 1);
     let events = app.store.request_events(id).await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].to_status, "registered");
+    assert_eq!(events[0].to_status.as_str(), "registered");
     assert_eq!(events[0].actor, "agent:rajat");
     app.stop().await;
 }

@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use lapin::types::{AMQPValue, FieldTable};
+use privacy_worker::request::RequestStatus;
+use privacy_worker::store::Transition;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Replies, TestApp, properties, sample_with, spawn_app};
@@ -241,7 +243,12 @@ async fn a_pending_forget_blocks_every_new_request_until_revoked(backend: Backen
     let events = app.store.request_events(forget).await.unwrap();
     let steps: Vec<(Option<&str>, &str)> = events
         .iter()
-        .map(|e| (e.from_status.as_deref(), e.to_status.as_str()))
+        .map(|e| {
+            (
+                e.from_status.map(RequestStatus::as_str),
+                e.to_status.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -266,22 +273,16 @@ async fn only_registered_requests_can_be_revoked(backend: Backend) {
     let id = tracking_id(&rcdp.register("access", "gcrId", "G-1", "t1").await);
     let moved = app
         .store
-        .transition(
-            id,
-            &["registered"],
-            "in_progress",
-            "system",
-            "export started",
-        )
+        .transition(id, RequestStatus::InProgress, "system", "export started")
         .await
         .unwrap();
-    assert_eq!(moved, Some(Ok("registered".to_owned())));
+    assert_eq!(moved, Transition::Moved(RequestStatus::Registered));
     assert_eq!(
         rcdp.revoke("access", "gcrid", "G-1", "t1").await,
         json!({"error": format!("Request with tracking id:[{id}] has request status : [in_progress]; only requests in status [registered] can be revoked.")})
     );
     app.store
-        .transition(id, &["in_progress"], "completed", "system", "export done")
+        .transition(id, RequestStatus::Completed, "system", "export done")
         .await
         .unwrap();
     assert_eq!(
@@ -289,7 +290,7 @@ async fn only_registered_requests_can_be_revoked(backend: Backend) {
         json!({"error": format!("Request with tracking id:[{id}] has request status : [completed]; only requests in status [registered] can be revoked.")})
     );
     let summary = app.store.request_summary(id).await.unwrap().unwrap();
-    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.status, RequestStatus::Completed);
     app.stop().await;
 }
 

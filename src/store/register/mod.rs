@@ -12,6 +12,8 @@
 //! two instances' batches cannot deadlock, and the reads come after the locks, so
 //! they see everything committed before. SQLite has one writer (the transaction
 //! is IMMEDIATE) and runs in-process, so it keeps one statement per row.
+//! [`Store::register_batch`] reads as the steps it takes; each step's match
+//! names the backend function that does it.
 
 mod pg;
 mod sqlite;
@@ -20,23 +22,9 @@ use chrono::Utc;
 
 use super::lifecycle::{Answered, Decision, NewRegistration};
 use super::rules::{self, PendingRow, Plan, Planned};
-use super::{Pools, Store, StoreError};
-
-/// The batch flow on one backend: `$side` is its module (`pg` or `sqlite`), `$tx`
-/// its open transaction. Written once, expanded per backend, like `on_pool!`.
-macro_rules! plan_and_write {
-    ($side:ident, $tx:expr, $news:expr, $order:expr, $reply:expr, $now:expr) => {{
-        let mut tx = $tx;
-        let known = $side::read(&mut tx, $news, $order).await?;
-        let mut plan = rules::plan($news, $order, known);
-        let ids = $side::insert_requests(&mut tx, $news, &plan.registrations, $now).await?;
-        plan.resolve(&ids);
-        let answers = answers(&plan, $reply);
-        $side::insert_answers(&mut tx, $news, &plan, &answers, $now).await?;
-        tx.commit().await?;
-        Ok(answers)
-    }};
-}
+use super::tx::WriteTx;
+use super::{Store, StoreError, decode};
+use crate::request::{RequestKind, RequestStatus};
 
 impl Store {
     /// Registers a request under the duplicate rules, records the message with the
@@ -66,22 +54,28 @@ impl Store {
         let now = Utc::now();
         let mut order: Vec<usize> = (0..news.len()).collect();
         order.sort_by_key(|&i| (news[i].tenant, news[i].identifier.index));
-        let begin = self.begin_write();
-        match &self.pools {
-            Pools::Postgres(pool) => {
-                plan_and_write!(pg, pool.begin_with(begin).await?, news, &order, &reply, now)
-            }
-            Pools::Sqlite(pool) => {
-                plan_and_write!(
-                    sqlite,
-                    pool.begin_with(begin).await?,
-                    news,
-                    &order,
-                    &reply,
-                    now
-                )
-            }
+        // Each step runs on the transaction's backend: one set-based statement
+        // per step on PostgreSQL, a statement per row on SQLite (`pg.rs`,
+        // `sqlite.rs`); the decisions in between are the same pure rules.
+        let mut tx = self.begin_write().await?;
+        let known = match &mut tx {
+            WriteTx::Postgres(tx) => pg::read(tx, news, &order).await?,
+            WriteTx::Sqlite(tx) => sqlite::read(tx, news, &order).await?,
+        };
+        let mut plan = rules::plan(news, &order, known);
+        let registrations = &plan.registrations;
+        let ids = match &mut tx {
+            WriteTx::Postgres(tx) => pg::insert_requests(tx, news, registrations, now).await?,
+            WriteTx::Sqlite(tx) => sqlite::insert_requests(tx, news, registrations, now).await?,
+        };
+        plan.resolve(&ids);
+        let answers = answers(&plan, &reply);
+        match &mut tx {
+            WriteTx::Postgres(tx) => pg::insert_answers(tx, news, &plan, &answers, now).await?,
+            WriteTx::Sqlite(tx) => sqlite::insert_answers(tx, news, &plan, &answers, now).await?,
         }
+        tx.commit().await?;
+        Ok(answers)
     }
 }
 
@@ -135,13 +129,16 @@ fn customers<'a>(news: &[NewRegistration<'a>], order: &[usize]) -> Vec<(&'a str,
     customers
 }
 
-fn pending_row((id, kind, pseudonymize, status): (i64, String, bool, String)) -> PendingRow {
-    PendingRow {
+/// A pending request as read: kind and status back from their text.
+fn pending_row(
+    (id, kind, pseudonymize, status): (i64, String, bool, String),
+) -> Result<PendingRow, StoreError> {
+    Ok(PendingRow {
         id,
-        kind,
+        kind: decode(&kind, RequestKind::parse, "kind")?,
         pseudonymize,
-        status,
-    }
+        status: decode(&status, RequestStatus::parse, "status")?,
+    })
 }
 
 /// One array parameter: a field of every row.

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{column, customers, pending_row};
+use crate::request::RequestStatus;
 use crate::store::StoreError;
 use crate::store::lifecycle::{Answered, Decision, NewRegistration};
 use crate::store::rules::{Known, Plan};
@@ -96,7 +97,7 @@ pub async fn read(
     // A customer's pending requests, oldest first.
     rows.sort_by_key(|row| row.id);
     let mut known = Known::default();
-    let malformed = || StoreError::Rejected("a known row lacks a column".into());
+    let malformed = || StoreError::Corrupt("a known row lacks a column".into());
     for row in rows {
         match (row.key, row.tenant) {
             (Some(key), _) => {
@@ -109,7 +110,7 @@ pub async fn read(
                     row.kind.ok_or_else(malformed)?,
                     row.pseudonymize.ok_or_else(malformed)?,
                     row.status.ok_or_else(malformed)?,
-                ));
+                ))?;
                 let index = row.iindex.ok_or_else(malformed)?;
                 known
                     .pending
@@ -136,10 +137,10 @@ pub async fn insert_requests(
     let new = |i: &usize| &news[*i];
     let rows: Vec<(i64, String, String, String, bool)> = sqlx::query_as(INSERT_REQUESTS)
         .bind(column(registrations, |i| new(i).tenant))
-        .bind(column(registrations, |i| new(i).flow))
+        .bind(column(registrations, |i| new(i).flow.as_str()))
         .bind(column(registrations, |i| new(i).kind.as_str()))
         .bind(column(registrations, |i| new(i).pseudonymize))
-        .bind(column(registrations, |i| new(i).identifier.kind))
+        .bind(column(registrations, |i| new(i).identifier.kind.as_str()))
         .bind(column(registrations, |i| new(i).identifier.index))
         .bind(column(registrations, |i| {
             new(i).identifier.sealed.bytes.as_slice()
@@ -167,7 +168,7 @@ pub async fn insert_requests(
             );
             ids.get(&key)
                 .copied()
-                .ok_or_else(|| StoreError::Rejected("an inserted request was not returned".into()))
+                .ok_or_else(|| StoreError::Corrupt("an inserted request was not returned".into()))
         })
         .collect()
 }
@@ -190,7 +191,7 @@ pub async fn insert_answers(
     sqlx::query(INSERT_ANSWERS)
         .bind(column(events, |e| e.request_id))
         .bind(column(events, |e| news[e.message].actor))
-        .bind(column(events, |e| e.from_status.as_deref()))
+        .bind(column(events, |e| e.from_status.map(RequestStatus::as_str)))
         .bind(column(events, |e| e.to_status.as_str()))
         .bind(column(events, |e| e.reason.as_str()))
         .bind(column(rows, |r| m(r).idempotency_key.as_deref()))

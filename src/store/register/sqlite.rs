@@ -7,11 +7,9 @@ use sqlx::SqliteConnection;
 
 use super::{customers, pending_row};
 use crate::store::StoreError;
-use crate::store::lifecycle::{
-    Answered, Decision, INSERT_EVENT, INSERT_REQUEST, NewRegistration, SELECT_ANSWERED,
-    SELECT_PENDING, insert_message,
-};
+use crate::store::lifecycle::{Answered, Decision, NewRegistration};
 use crate::store::rules::{Known, Plan};
+use crate::store::statements::{self, INSERT_REQUEST, SELECT_PENDING};
 
 /// Reads the customers' pending requests and the answers already given to the
 /// batch's idempotency keys (the IMMEDIATE transaction is the lock).
@@ -25,10 +23,7 @@ pub async fn read(
         .iter()
         .filter_map(|n| n.message.idempotency_key.as_deref())
     {
-        let answered: Option<(Option<i64>, String)> = sqlx::query_as(SELECT_ANSWERED)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let answered = statements::answered(key).fetch_optional(&mut *tx).await?;
         if let Some(answered) = answered {
             known.answered.insert(key.to_owned(), answered);
         }
@@ -39,7 +34,10 @@ pub async fn read(
             .bind(index)
             .fetch_all(&mut *tx)
             .await?;
-        let rows = rows.into_iter().map(pending_row).collect();
+        let rows = rows
+            .into_iter()
+            .map(pending_row)
+            .collect::<Result<_, _>>()?;
         known
             .pending
             .insert((tenant.to_owned(), index.to_owned()), rows);
@@ -59,10 +57,10 @@ pub async fn insert_requests(
         let new = &news[i];
         let id: i64 = sqlx::query_scalar(INSERT_REQUEST)
             .bind(new.tenant)
-            .bind(new.flow)
+            .bind(new.flow.as_str())
             .bind(new.kind.as_str())
             .bind(new.pseudonymize)
-            .bind(new.identifier.kind)
+            .bind(new.identifier.kind.as_str())
             .bind(new.identifier.index)
             .bind(&new.identifier.sealed.bytes)
             .bind(&new.identifier.sealed.key_id)
@@ -83,20 +81,18 @@ pub async fn insert_answers(
     answers: &[Answered<Decision>],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for event in &plan.events {
-        sqlx::query(INSERT_EVENT)
-            .bind(event.request_id)
-            .bind(now)
-            .bind(news[event.message].actor)
-            .bind(event.from_status.as_deref())
-            .bind(&event.to_status)
-            .bind(&event.reason)
-            .execute(&mut *tx)
-            .await?;
+    for e in &plan.events {
+        let actor = news[e.message].actor;
+        let change = (e.from_status, e.to_status);
+        let event =
+            statements::insert_event(e.request_id, now, actor, change.0, change.1, &e.reason);
+        event.execute(&mut *tx).await?;
     }
     for i in plan.decided() {
         let (message, answer) = (&news[i].message, &answers[i]);
-        insert_message!(tx, message, answer.request_id, &answer.reply_payload, now);
+        let reply = answer.reply_payload.as_str();
+        let record = statements::insert_message(message, answer.request_id, reply, now);
+        record.execute(&mut *tx).await?;
     }
     Ok(())
 }
