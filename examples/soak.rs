@@ -40,7 +40,7 @@ async fn main() {
     let broker_proxy = Proxy::start(upstream_of(&amqp_url())).await;
     let db_proxy = Proxy::start(upstream_of(&postgres_admin_url())).await;
     let app = spawn_app_with(Backend::Postgres, |s| {
-        s.amqp_url = via_proxy(&s.amqp_url, &broker_proxy);
+        s.broker.amqp_url = via_proxy(&s.broker.amqp_url, &broker_proxy);
         s.store.url = via_proxy(&s.store.url, &db_proxy);
         s.prefetch = 256;
     })

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::amqp::Topology;
 use crate::protocol::Limits;
-use crate::settings::{IntakeSettings, WorkerSettings};
+use crate::settings::{BrokerSettings, IntakeSettings, WorkerSettings};
 use crate::store::StoreSettings;
 
 /// Default broker: the docker-compose RabbitMQ.
@@ -56,63 +56,11 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Look at requests, revoke one, read its audit trail (operators).
     Requests(RequestsArgs),
-    /// Measure intake throughput and latency against the echo stand-in.
-    Bench(BenchArgs),
     /// Create a key file with fresh random keys (owner-only); refuses to overwrite.
     Keygen {
         /// Where to write it, e.g. /etc/privacy-worker/keys.json.
         path: std::path::PathBuf,
     },
-    /// The bench's stand-in for the worker: consume, reply, ack; no database.
-    #[command(hide = true)]
-    Echo(Box<RunArgs>),
-}
-
-/// Options of `bench`.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// Requests per run.
-    #[arg(long, default_value_t = 20_000)]
-    pub n: usize,
-    /// Requests published but not yet confirmed, at most.
-    #[arg(long, default_value_t = 256)]
-    pub window: usize,
-    /// Publish at this many requests per second instead of as fast as the window allows.
-    #[arg(long)]
-    pub rate: Option<u32>,
-    /// Rounds; each runs every mode once.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: u32,
-    /// echo, worker or both (alternating).
-    #[arg(long, default_value = "both")]
-    pub mode: String,
-    /// The worker's store.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://bench.db")]
-    pub database_url: String,
-    /// The worker's key file (required with PostgreSQL).
-    #[arg(long, env = "PRIVACY_KEY_FILE")]
-    pub key_file: Option<std::path::PathBuf>,
-    /// Prefetch of the worker and the echo.
-    #[arg(long, default_value_t = 256)]
-    pub prefetch: u16,
-    /// Give up waiting for replies after this long.
-    #[arg(long, default_value_t = 300)]
-    pub timeout_secs: u64,
-    /// Queue all N requests before the children start (a backlog to drain)
-    /// instead of publishing while they run.
-    #[arg(long)]
-    pub backlog: bool,
-    /// Children (worker or echo processes) consuming the one work queue.
-    #[arg(long, default_value_t = 1)]
-    pub instances: usize,
-    /// Also write every reply's latency over time, one file per run
-    /// (`<path>-<mode>-<round>`): a line per reply with the seconds from the
-    /// run's start to its publish, and its latency in ms. Shows whether slow
-    /// replies are spread out or bunched in stalls.
-    #[arg(long)]
-    pub latency_log: Option<std::path::PathBuf>,
 }
 
 /// Options of `requests`.
@@ -323,8 +271,11 @@ impl RunArgs {
     /// The worker's settings.
     pub fn settings(&self) -> WorkerSettings {
         WorkerSettings {
-            amqp_url: self.broker.amqp_url.clone(),
-            connection_name: self.connection_name.clone(),
+            broker: BrokerSettings {
+                amqp_url: self.broker.amqp_url.clone(),
+                connection_name: self.connection_name.clone(),
+                confirm_timeout: self.confirm_timeout,
+            },
             store: StoreSettings {
                 url: self.database_url.clone(),
                 max_connections: self.db_max_connections,
@@ -334,7 +285,6 @@ impl RunArgs {
             batch_max: self.batch_max.max(1),
             batches_in_flight: usize::from(self.batches_in_flight),
             drain_timeout: Duration::from_secs(self.drain_secs),
-            confirm_timeout: self.confirm_timeout,
             tenant: self.tenant.clone(),
             key_file: self.key_file.clone(),
             intake: IntakeSettings {

@@ -14,16 +14,17 @@
 //! - [`amqp`]: the broker; the only place that knows lapin.
 //! - [`store_gate`]: holds deliveries while the database is down.
 //! - [`handlers`]: what each operation does: the LCM request, RCDP register, revoke, status.
-//! - [`intake`]: what happens to one delivery, from bytes to acknowledgement.
-//! - [`worker`]: the consume loop: connect, pipeline deliveries, reconnect, drain.
+//! - [`app`]: opens the store and keys once, runs the subsystems, owns the shutdown.
+//! - [`session`]: a broker session any subsystem runs in: connect, declare, reconnect.
+//! - [`intake`]: the intake subsystem: what happens to one delivery, from bytes to
+//!   acknowledgement, and the consume loop (`intake::consumer`).
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
-//! - [`bench`]: the `bench` subcommand and its echo stand-in.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
+pub mod app;
 pub mod backoff;
-pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod dlq;
@@ -34,8 +35,8 @@ pub mod operator;
 pub mod protocol;
 pub mod request;
 pub mod send;
+pub mod session;
 pub mod settings;
 pub mod store;
 pub mod store_gate;
 pub mod telemetry;
-pub mod worker;

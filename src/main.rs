@@ -5,14 +5,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use privacy_worker::amqp::Broker;
+use privacy_worker::app::{self, shutdown_signal};
 use privacy_worker::config::{Cli, Command, DlqAction, DlqArgs};
-use privacy_worker::{bench, dlq, operator, send, telemetry, worker};
+use privacy_worker::{dlq, operator, send, telemetry};
 use tracing::error;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let answers_on_stdout = !matches!(cli.command, None | Some(Command::Run(_) | Command::Echo(_)));
+    let answers_on_stdout = !matches!(cli.command, None | Some(Command::Run(_)));
     telemetry::init(cli.log_format, answers_on_stdout);
     match cli.command {
         Some(Command::Send(args)) => match send::send(&args).await {
@@ -42,34 +43,6 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Bench(args)) => match bench::bench(&args).await {
-            Ok(lines) => {
-                if let Some(summary) = lines.last() {
-                    println!("{summary}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("privacy-worker bench: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Echo(args)) => {
-            let settings = args.settings();
-            let echo = bench::echo(
-                &settings.amqp_url,
-                &settings.intake.topology,
-                settings.prefetch,
-                shutdown_signal(),
-            );
-            match echo.await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("privacy-worker echo: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         Some(Command::Keygen { path }) => {
             if path.exists() {
                 eprintln!(
@@ -98,7 +71,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: privacy_worker::config::RunArgs) -> ExitCode {
-    match worker::run(args.settings(), shutdown_signal()).await {
+    match app::run(args.settings(), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "fatal: cannot run with this configuration");
@@ -141,20 +114,4 @@ async fn dlq(args: &DlqArgs) -> anyhow::Result<()> {
     }
     broker.close().await;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
-/// not when the future is first polled: a SIGTERM that arrives while the worker
-/// is still connecting must start a clean shutdown, not kill the process.
-fn shutdown_signal() -> impl Future<Output = ()> + Send {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler can be installed");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("shutdown signal received");
-    }
 }

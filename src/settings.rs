@@ -13,10 +13,8 @@ use crate::store::StoreSettings;
 /// Everything the worker needs to run.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// AMQP URL.
-    pub amqp_url: String,
-    /// Connection name shown in the management UI.
-    pub connection_name: String,
+    /// The broker and how to talk to it.
+    pub broker: BrokerSettings,
     /// The request store.
     pub store: StoreSettings,
     /// Deliveries in flight at once.
@@ -27,9 +25,6 @@ pub struct WorkerSettings {
     pub batches_in_flight: usize,
     /// Time allowed to finish in-flight deliveries on shutdown.
     pub drain_timeout: Duration,
-    /// How long a publish may wait for the broker's confirm before it counts as
-    /// failed (a resource alarm blocks publishers).
-    pub confirm_timeout: Duration,
     /// Tenant of LCM requests.
     pub tenant: String,
     /// Key file for personal data at rest; `None` uses one next to an SQLite
@@ -38,6 +33,18 @@ pub struct WorkerSettings {
     pub key_file: Option<PathBuf>,
     /// What the intake needs for each delivery.
     pub intake: IntakeSettings,
+}
+
+/// The broker and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// AMQP URL.
+    pub amqp_url: String,
+    /// Connection name shown in the management UI.
+    pub connection_name: String,
+    /// How long a publish may wait for the broker's confirm before it counts as
+    /// failed (a resource alarm blocks publishers).
+    pub confirm_timeout: Duration,
 }
 
 /// What the intake needs to handle a delivery: where to park and retry it, how

@@ -78,7 +78,7 @@ async fn a_memory_alarm_longer_than_the_confirm_timeout_leaves_no_delivery_stuck
 
     let alarm = MemoryAlarm::raise();
     let mut settings = app.settings.clone();
-    settings.confirm_timeout = Duration::from_secs(2);
+    settings.broker.confirm_timeout = Duration::from_secs(2);
     app.start_worker(settings);
     // The worker takes a prefetch's worth, and its replies are held by the alarm
     // for longer than the confirm timeout.

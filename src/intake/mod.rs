@@ -35,6 +35,7 @@ use crate::store::StoreError;
 use crate::store_gate::StoreGate;
 
 mod batch;
+pub mod consumer;
 
 /// A failure, classified once.
 #[derive(Debug)]

@@ -6,12 +6,11 @@ use serde_json::Value;
 
 use crate::helpers::amqp_url;
 
-/// Runs `privacy-worker bench` with `args` on a fresh SQLite store; returns the
+/// Runs `privacy-worker-bench` with `args` on a fresh SQLite store; returns the
 /// run lines and the summary.
 async fn bench(args: &[&str]) -> (Vec<Value>, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
-        .arg("bench")
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker-bench"))
         .args(args)
         .env("AMQP_URL", amqp_url())
         .env(

@@ -23,7 +23,7 @@ const LONG: Duration = Duration::from_secs(180);
 async fn a_broker_connection_cut_for_five_seconds_loses_and_doubles_nothing() {
     let proxy = Proxy::start(upstream_of(&amqp_url())).await;
     let app = spawn_app_with(Backend::Postgres, |s| {
-        s.amqp_url = via_proxy(&s.amqp_url, &proxy)
+        s.broker.amqp_url = via_proxy(&s.broker.amqp_url, &proxy)
     })
     .await;
     burst_with_a_cut(app, &proxy, 2000, 400, Duration::from_secs(5)).await;

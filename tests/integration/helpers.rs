@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use privacy_worker::amqp::Topology;
+use privacy_worker::app::{self, FatalError};
 use privacy_worker::protocol::Limits;
-use privacy_worker::settings::{IntakeSettings, WorkerSettings};
+use privacy_worker::settings::{BrokerSettings, IntakeSettings, WorkerSettings};
 use privacy_worker::store::{Store, StoreSettings};
-use privacy_worker::worker::{self, FatalError};
 use serde_json::Value;
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
@@ -149,8 +149,11 @@ pub fn test_topology() -> Topology {
 
 pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettings {
     WorkerSettings {
-        amqp_url: amqp_url(),
-        connection_name: format!("privacy-worker test {}", topology.work_queue),
+        broker: BrokerSettings {
+            amqp_url: amqp_url(),
+            connection_name: format!("privacy-worker test {}", topology.work_queue),
+            confirm_timeout: Duration::from_secs(30),
+        },
         store: StoreSettings {
             url: database_url,
             max_connections: 8,
@@ -160,7 +163,6 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         batch_max: 16,
         batches_in_flight: 2,
         drain_timeout: Duration::from_secs(10),
-        confirm_timeout: Duration::from_secs(30),
         tenant: "default".into(),
         key_file: None,
         intake: IntakeSettings {
@@ -237,7 +239,7 @@ impl TestApp {
     /// Runs a worker in this process with `settings`.
     pub fn start_worker(&mut self, settings: WorkerSettings) {
         let (tx, rx) = oneshot::channel::<()>();
-        self.worker = Some(tokio::spawn(worker::run(settings, async move {
+        self.worker = Some(tokio::spawn(app::run(settings, async move {
             let _ = rx.await;
         })));
         self.shutdown = Some(tx);
@@ -246,7 +248,7 @@ impl TestApp {
     /// The environment that points a worker process at this app's resources.
     pub fn worker_env(&self) -> Vec<(&'static str, String)> {
         let mut env = topology_env(self.topology());
-        env.push(("AMQP_URL", self.settings.amqp_url.clone()));
+        env.push(("AMQP_URL", self.settings.broker.amqp_url.clone()));
         env.push(("DATABASE_URL", self.settings.store.url.clone()));
         if let Some(path) = &self.settings.key_file {
             env.push(("PRIVACY_KEY_FILE", path.display().to_string()));
@@ -348,7 +350,7 @@ impl TestApp {
 
     /// Runs a worker with `settings` that must refuse to start; returns why.
     pub async fn worker_refuses(&self, settings: WorkerSettings) -> FatalError {
-        let run = worker::run(settings, std::future::pending());
+        let run = app::run(settings, std::future::pending());
         match tokio::time::timeout(Duration::from_secs(30), run).await {
             Ok(Err(fatal)) => fatal,
             Ok(Ok(())) => panic!("the worker stopped without refusing"),

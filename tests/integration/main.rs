@@ -1,6 +1,7 @@
 //! One integration test binary (one link, shared helpers): the protocol table, the
 //! schemas, the worker end to end on both stores, and the logs.
 
+mod app;
 mod architecture;
 mod bench;
 mod bus;

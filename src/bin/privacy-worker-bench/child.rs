@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::amqp::{Broker, Topology};
-use crate::config::BenchArgs;
+use privacy_worker::amqp::{Broker, Topology};
+
+use crate::{BenchArgs, Under};
 
 /// The children of one run, all consuming the run's work queue.
 pub struct Children {
@@ -21,14 +22,14 @@ impl Children {
     /// until each has a consumer on the work queue.
     pub async fn start(
         args: &BenchArgs,
-        mode: &str,
+        under: Under,
         t: &Topology,
         broker: &Broker,
     ) -> anyhow::Result<Self> {
         let count = args.instances.max(1);
         let mut children = Vec::with_capacity(count);
         for _ in 0..count {
-            children.push(spawn_child(args, mode, t)?);
+            children.push(spawn_child(args, under, t)?);
         }
         let pids = children.iter().filter_map(|c| c.id()).collect();
         let mut started = Self { children, pids };
@@ -77,13 +78,18 @@ impl Children {
 
 fn spawn_child(
     args: &BenchArgs,
-    mode: &str,
+    under: Under,
     t: &Topology,
 ) -> anyhow::Result<tokio::process::Child> {
-    let exe = std::env::current_exe()?;
+    // The echo is this binary; the worker is the `privacy-worker` beside it.
+    let bench = std::env::current_exe()?;
+    let (exe, subcommand) = match under {
+        Under::Echo => (bench, "echo"),
+        Under::Worker => (bench.with_file_name("privacy-worker"), "run"),
+    };
     let mut command = tokio::process::Command::new(exe);
     command
-        .arg(if mode == "echo" { "echo" } else { "run" })
+        .arg(subcommand)
         .env("AMQP_URL", &args.broker.amqp_url)
         .env("LCM_EXCHANGE", &t.exchange)
         .env("PRIVACY_QUEUE", &t.work_queue)

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::child::Children;
-use super::{RunResult, round1};
-use crate::amqp::{Broker, Incoming, Outgoing, Publisher, Topology};
-use crate::config::BenchArgs;
-use crate::send::SAMPLE_REQUEST;
+use privacy_worker::amqp::{Broker, Incoming, Outgoing, Publisher, Topology};
+use privacy_worker::send::SAMPLE_REQUEST;
+
+use crate::child::Children;
+use crate::rounds::{RunResult, round1};
+use crate::{BenchArgs, Under};
 
 /// When each request (by correlation id) was published.
 type SentAt = Arc<Mutex<HashMap<String, Instant>>>;
@@ -28,11 +29,7 @@ enum Publishing {
 }
 
 /// One run of `mode` (echo or worker) on fresh names; its figures as a JSON line.
-pub async fn run_once(
-    args: &BenchArgs,
-    mode: &'static str,
-    round: u32,
-) -> anyhow::Result<RunResult> {
+pub async fn run_once(args: &BenchArgs, under: Under, round: u32) -> anyhow::Result<RunResult> {
     let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
     let topology = Topology::scratch(&format!("bench.{id}"));
     let broker = Broker::connect(&args.broker.amqp_url, "privacy-worker bench").await?;
@@ -53,10 +50,10 @@ pub async fn run_once(
         // The whole backlog is queued before any child starts; the clock starts
         // when they are all consuming.
         let confirms = publish_all(publisher, exchange, id, n, window, None, sent.clone()).await?;
-        let children = Children::start(args, mode, &topology, &broker).await?;
+        let children = Children::start(args, under, &topology, &broker).await?;
         (children, Instant::now(), Publishing::Done(confirms))
     } else {
-        let children = Children::start(args, mode, &topology, &broker).await?;
+        let children = Children::start(args, under, &topology, &broker).await?;
         let sent = sent.clone();
         let publishing = tokio::spawn(async move {
             publish_all(publisher, exchange, id, n, window, rate, sent).await
@@ -103,7 +100,7 @@ pub async fn run_once(
     broker.close().await;
 
     if let Some(path) = &args.latency_log {
-        write_latency_log(path, mode, round, &latencies)?;
+        write_latency_log(path, under, round, &latencies)?;
     }
     let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort();
@@ -112,7 +109,7 @@ pub async fn run_once(
     let replied = seen.len();
     let throughput = replied as f64 / elapsed;
     let line = json!({
-        "mode": mode, "round": round, "n": args.n, "window": args.window, "rate": args.rate,
+        "mode": under.as_str(), "round": round, "n": args.n, "window": args.window, "rate": args.rate,
         "backlog": args.backlog, "instances": args.instances,
         "replied": replied, "missing": args.n - replied,
         "duplicates": seen.values().filter(|c| **c > 1).count(), "errors": errors,
@@ -123,7 +120,7 @@ pub async fn run_once(
         "cpu_us_per_request": cpu.map(|c| (c * 1e6 / args.n as f64).round()),
     });
     Ok(RunResult {
-        mode,
+        under,
         throughput,
         line,
     })
@@ -133,7 +130,7 @@ pub async fn run_once(
 /// publish and its latency in ms, in the order the replies came.
 fn write_latency_log(
     path: &std::path::Path,
-    mode: &str,
+    under: Under,
     round: u32,
     latencies: &[(Duration, Duration)],
 ) -> anyhow::Result<()> {
@@ -148,7 +145,7 @@ fn write_latency_log(
         );
     }
     let mut name = path.as_os_str().to_owned();
-    name.push(format!("-{mode}-{round}"));
+    name.push(format!("-{}-{round}", under.as_str()));
     std::fs::write(&name, text)?;
     Ok(())
 }

@@ -1,8 +1,8 @@
-//! The echo stand-in (`privacy-worker echo`): the worker's bus path with no
+//! The echo stand-in (`privacy-worker-bench echo`): the worker's bus path with no
 //! database (consume, publish a confirmed reply, ack), so the bench can measure the
 //! upper bound of request/reply on this machine and compare the worker with it.
 
-use crate::amqp::{Broker, Outgoing, Topology};
+use privacy_worker::amqp::{Broker, Outgoing, Topology};
 
 /// The echo stand-in: the bus path of the worker without a database.
 pub async fn echo(

@@ -1,0 +1,237 @@
+//! The application: opens the store and the keys once, starts the subsystems,
+//! and owns the one shutdown.
+//!
+//! Every subsystem (the intake consumer today; the job runner, the outbox relay
+//! and the HTTP listener next) is a task given a [`CancellationToken`] and
+//! tracked by a [`TaskTracker`]. SIGTERM cancels the token; each subsystem stops
+//! taking work, drains within its own deadline, and returns; the process exits 0
+//! once all have. A subsystem that fails (a fatal error, a panic, or returning
+//! while not asked to) is logged, the token is cancelled so the others drain, and
+//! the process exits non-zero: transient trouble is each subsystem's to ride out
+//! (reconnects, the store gate), so what reaches here is a bug or a configuration
+//! that cannot work, and a supervisor restarting the whole process is the honest
+//! answer, not a loop inside it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::amqp::{AmqpError, Broker};
+use crate::backoff::endless_backoff;
+use crate::handlers::Handlers;
+use crate::intake::consumer::{self, Consumer};
+use crate::keyring::{self, Creation, KeyringError};
+use crate::settings::WorkerSettings;
+use crate::store::{Store, StoreError};
+use crate::store_gate::StoreGate;
+
+/// A failure that stops the worker.
+#[derive(Debug, Error)]
+pub enum FatalError {
+    /// The keys for personal data are missing, unusable, or not the ones the
+    /// store was written with.
+    #[error(transparent)]
+    Keys(KeyringError),
+    /// The store cannot be used as configured.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The broker refuses us as configured.
+    #[error(transparent)]
+    Broker(AmqpError),
+    /// A subsystem panicked or stopped while nobody asked it to.
+    #[error("subsystem {name} {how}")]
+    Subsystem {
+        /// Which.
+        name: &'static str,
+        /// What happened.
+        how: String,
+    },
+}
+
+/// Runs the worker until `shutdown` resolves. Returns an error only for what
+/// cannot work (configuration, a failed subsystem); unreachable services are
+/// waited for.
+pub async fn run(
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), FatalError> {
+    Broker::check_url(&settings.broker.amqp_url).map_err(FatalError::Broker)?;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        on_signal.cancel();
+    });
+    let result = start_and_run(settings, &stop).await;
+    signal.abort();
+    info!("worker stopped");
+    result
+}
+
+async fn start_and_run(
+    settings: WorkerSettings,
+    stop: &CancellationToken,
+) -> Result<(), FatalError> {
+    let Some(store) = open_store(&settings, stop).await? else {
+        return Ok(());
+    };
+    let keys = keyring::open(settings.key_file.as_deref(), &store, Creation::ForNewStore).await;
+    let keys = match keys {
+        Ok(keys) => Arc::new(keys),
+        Err(e) => {
+            store.close().await;
+            return Err(FatalError::Keys(e));
+        }
+    };
+    let handlers = Handlers::new(store.clone(), keys, settings.tenant.clone());
+    let gate = StoreGate::new(store.clone());
+    let intake = Consumer {
+        broker: settings.broker.clone(),
+        intake: Arc::new(settings.intake.clone()),
+        prefetch: settings.prefetch,
+        batch_max: settings.batch_max,
+        batches_in_flight: settings.batches_in_flight,
+        drain_timeout: settings.drain_timeout,
+    };
+
+    let subsystems = Subsystems::new(stop.clone());
+    let token = subsystems.token();
+    subsystems.spawn("intake", async move {
+        consumer::run(&intake, &handlers, &gate, &token)
+            .await
+            .map_err(FatalError::Broker)
+    });
+    // Every subsystem drains within its own deadline; this one is the backstop.
+    let result = subsystems
+        .run(settings.drain_timeout + Duration::from_secs(5))
+        .await;
+    store.close().await;
+    result
+}
+
+/// Connects to the store, waiting out an unreachable database; `None` when
+/// stopped first.
+async fn open_store(
+    settings: &WorkerSettings,
+    stop: &CancellationToken,
+) -> Result<Option<Store>, FatalError> {
+    let mut delays = endless_backoff(Duration::from_secs(10));
+    loop {
+        match Store::connect(&settings.store).await {
+            Ok(store) => {
+                info!(backend = store.backend().as_str(), "store ready");
+                return Ok(Some(store));
+            }
+            Err(e) if e.is_transient() => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                warn!(error = %e, ?delay, "database unreachable, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Ok(None),
+                }
+            }
+            Err(e) => return Err(FatalError::Store(e)),
+        }
+    }
+}
+
+/// The long-running parts of the worker, sharing one cancellation.
+pub struct Subsystems {
+    token: CancellationToken,
+    tracker: TaskTracker,
+    failed: mpsc::UnboundedSender<FatalError>,
+    failures: mpsc::UnboundedReceiver<FatalError>,
+}
+
+impl Subsystems {
+    /// Subsystems that stop when `token` is cancelled.
+    pub fn new(token: CancellationToken) -> Self {
+        let (failed, failures) = mpsc::unbounded_channel();
+        Self {
+            token,
+            tracker: TaskTracker::new(),
+            failed,
+            failures,
+        }
+    }
+
+    /// The token every subsystem watches.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Starts a subsystem. It must return once the token is cancelled, after
+    /// draining; returning before, failing or panicking stops the application.
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        run: impl Future<Output = Result<(), FatalError>> + Send + 'static,
+    ) {
+        let (failed, token) = (self.failed.clone(), self.token.clone());
+        let task = tokio::spawn(run);
+        self.tracker.spawn(async move {
+            let failure = match task.await {
+                Ok(Ok(())) if token.is_cancelled() => return,
+                Ok(Ok(())) => FatalError::Subsystem {
+                    name,
+                    how: "stopped on its own".into(),
+                },
+                Ok(Err(fatal)) => fatal,
+                Err(e) if e.is_panic() => FatalError::Subsystem {
+                    name,
+                    how: "panicked".into(),
+                },
+                Err(e) => FatalError::Subsystem {
+                    name,
+                    how: format!("was aborted: {e}"),
+                },
+            };
+            error!(subsystem = name, error = %failure, "subsystem failed; stopping the worker");
+            let _ = failed.send(failure);
+        });
+    }
+
+    /// Waits until the token is cancelled (shutdown) or a subsystem fails, then
+    /// cancels the token and waits, at most `deadline`, for every subsystem to
+    /// return. The first failure, if any, is the result.
+    pub async fn run(mut self, deadline: Duration) -> Result<(), FatalError> {
+        let failure = tokio::select! {
+            () = self.token.cancelled() => None,
+            failure = self.failures.recv() => failure,
+        };
+        self.token.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(?deadline, "subsystems did not all stop in time");
+        }
+        match failure {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled: a SIGTERM that arrives while the worker
+/// is still connecting must start a clean shutdown, not kill the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler can be installed");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutdown signal received");
+    }
+}
