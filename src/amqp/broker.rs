@@ -14,44 +14,53 @@ use thiserror::Error;
 
 use super::{Incoming, Publisher, Topology};
 
-/// Why a broker operation failed.
+/// Why a broker operation failed. lapin's own error is kept as the source.
 #[derive(Debug, Error)]
 pub enum AmqpError {
     /// Connection or channel lost, broker restarting: worth retrying after reconnecting.
     #[error("broker unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] lapin::Error),
+    /// The connection or channel is gone without an error to show for it (an
+    /// attempt timed out, an ack on a closed channel): retry after reconnecting.
+    #[error("broker unavailable: {0}")]
+    Gone(String),
     /// The broker did not confirm a publish: retry.
     #[error("publish not confirmed: {0}")]
     NotConfirmed(String),
     /// The broker refused: wrong credentials, a queue declared with other
-    /// arguments, a name too long. Retrying will not help; configuration must change.
+    /// arguments. Retrying will not help; configuration must change.
     #[error("broker refused: {0}")]
-    Refused(String),
+    Refused(#[source] lapin::Error),
+    /// Refused before anything was sent: a URL that is not AMQP, a name or
+    /// property longer than AMQP allows.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl AmqpError {
     /// True when the operation may succeed later or after a reconnect.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Refused(_))
+        !matches!(self, Self::Refused(_) | Self::Invalid(_))
     }
 }
 
 impl From<lapin::Error> for AmqpError {
     fn from(error: lapin::Error) -> Self {
-        match error.kind() {
-            ErrorKind::ProtocolError(e)
-                if matches!(
-                    e.kind(),
-                    AMQPErrorKind::Soft(
-                        AMQPSoftError::ACCESSREFUSED
-                            | AMQPSoftError::PRECONDITIONFAILED
-                            | AMQPSoftError::NOTFOUND
-                    )
-                ) =>
-            {
-                Self::Refused(error.to_string())
-            }
-            _ => Self::Unavailable(error.to_string()),
+        let refused = match error.kind() {
+            ErrorKind::ProtocolError(e) => matches!(
+                e.kind(),
+                AMQPErrorKind::Soft(
+                    AMQPSoftError::ACCESSREFUSED
+                        | AMQPSoftError::PRECONDITIONFAILED
+                        | AMQPSoftError::NOTFOUND
+                )
+            ),
+            _ => false,
+        };
+        if refused {
+            Self::Refused(error)
+        } else {
+            Self::Unavailable(error)
         }
     }
 }
@@ -78,7 +87,7 @@ impl Broker {
     pub fn check_url(url: &str) -> Result<(), AmqpError> {
         url.parse::<lapin::uri::AMQPUri>()
             .map(drop)
-            .map_err(|e| AmqpError::Refused(format!("AMQP_URL is not an AMQP URL: {e}")))
+            .map_err(|e| AmqpError::Invalid(format!("AMQP_URL is not an AMQP URL: {e}")))
     }
 
     /// Connects to `url`, naming the connection `name`.
@@ -89,7 +98,7 @@ impl Broker {
             tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
                 .await
                 .map_err(|_| {
-                    AmqpError::Unavailable(format!("no AMQP handshake within {CONNECT_TIMEOUT:?}"))
+                    AmqpError::Gone(format!("no AMQP handshake within {CONNECT_TIMEOUT:?}"))
                 })??;
         Ok(Self {
             connection,

@@ -79,7 +79,7 @@ impl Incoming {
     pub async fn ack(&self) -> Result<(), AmqpError> {
         match self.acker.ack(BasicAckOptions::default()).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(AmqpError::Unavailable(
+            Ok(false) => Err(AmqpError::Gone(
                 "channel closed before the ack; the broker will redeliver".into(),
             )),
             Err(e) => Err(e.into()),
@@ -94,7 +94,7 @@ impl Incoming {
         };
         match self.acker.nack(options).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(AmqpError::Unavailable(
+            Ok(false) => Err(AmqpError::Gone(
                 "channel closed before the requeue; the broker will redeliver".into(),
             )),
             Err(e) => Err(e.into()),

@@ -193,7 +193,7 @@ impl Publisher {
 
 fn short(text: &str) -> Result<ShortString, AmqpError> {
     ShortString::try_new(text)
-        .map_err(|_| AmqpError::Refused("an AMQP name or property exceeds 255 bytes".into()))
+        .map_err(|_| AmqpError::Invalid("an AMQP name or property exceeds 255 bytes".into()))
 }
 
 /// `properties` without an expiration (lapin has no way to unset one).
