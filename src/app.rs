@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::amqp::{AmqpError, Broker};
 use crate::backoff::endless_backoff;
+use crate::check::{self, CheckError};
 use crate::handlers::Handlers;
 use crate::intake::consumer::{self, Consumer};
 use crate::keyring::{self, Creation, KeyringError};
@@ -44,6 +45,9 @@ pub enum FatalError {
     /// The broker refuses us as configured.
     #[error(transparent)]
     Broker(AmqpError),
+    /// The data map is wrong, or does not fit its databases.
+    #[error(transparent)]
+    DataMap(CheckError),
     /// A subsystem panicked or stopped while nobody asked it to.
     #[error("subsystem {name} {how}")]
     Subsystem {
@@ -89,6 +93,10 @@ async fn start_and_run(
             return Err(FatalError::Keys(e));
         }
     };
+    if let Err(e) = check_datamap(&settings).await {
+        store.close().await;
+        return Err(e);
+    }
     let handlers = Handlers::new(store.clone(), keys, settings.tenant.clone());
     let gate = StoreGate::new(store.clone());
     let intake = Consumer {
@@ -113,6 +121,33 @@ async fn start_and_run(
         .await;
     store.close().await;
     result
+}
+
+/// Checks the data map at start: a map that is wrong, or that names a table or
+/// column its database does not have, stops the worker with the reason. A
+/// customer database that does not answer is not the map's fault: the worker
+/// takes requests all the same.
+async fn check_datamap(settings: &WorkerSettings) -> Result<(), FatalError> {
+    let Some(path) = &settings.datamap else {
+        info!("no data map (PRIVACY_DATAMAP): requests are taken and answered, none is fulfilled");
+        return Ok(());
+    };
+    match check::connect_and_check(path).await {
+        Ok((map, targets, _)) => {
+            targets.close().await;
+            info!(
+                tables = map.tables.len(),
+                databases = map.databases.len(),
+                "data map checked"
+            );
+            Ok(())
+        }
+        Err(e) if e.is_transient() => {
+            warn!(error = %e, "a customer database does not answer; the data map is checked again later");
+            Ok(())
+        }
+        Err(e) => Err(FatalError::DataMap(e)),
+    }
 }
 
 /// Connects to the store, waiting out an unreachable database; `None` when

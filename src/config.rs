@@ -56,10 +56,31 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Look at requests, revoke one, read its audit trail (operators).
     Requests(RequestsArgs),
+    /// Check the data map against the customer databases, without starting.
+    Datamap(DatamapArgs),
     /// Create a key file with fresh random keys (owner-only); refuses to overwrite.
     Keygen {
         /// Where to write it, e.g. /etc/privacy-worker/keys.json.
         path: std::path::PathBuf,
+    },
+}
+
+/// Options of `datamap`.
+#[derive(Debug, Clone, Args)]
+pub struct DatamapArgs {
+    #[command(subcommand)]
+    pub action: DatamapAction,
+}
+
+/// What to do with the data map.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DatamapAction {
+    /// Connect to each database, check every table, key, match and via column,
+    /// and print what each table would export.
+    Check {
+        /// The data map (YAML).
+        #[arg(long, env = "PRIVACY_DATAMAP")]
+        datamap: std::path::PathBuf,
     },
 }
 
@@ -265,6 +286,10 @@ pub struct RunArgs {
     /// SQLite database, created on first run; required with PostgreSQL.
     #[arg(long, env = "PRIVACY_KEY_FILE")]
     pub key_file: Option<std::path::PathBuf>,
+    /// The data map of the customer databases (YAML); without one, requests are
+    /// taken and answered but none is fulfilled.
+    #[arg(long, env = "PRIVACY_DATAMAP")]
+    pub datamap: Option<std::path::PathBuf>,
 }
 
 impl RunArgs {
@@ -287,6 +312,7 @@ impl RunArgs {
             drain_timeout: Duration::from_secs(self.drain_secs),
             tenant: self.tenant.clone(),
             key_file: self.key_file.clone(),
+            datamap: self.datamap.clone(),
             intake: IntakeSettings {
                 topology: Topology {
                     exchange: self.broker.exchange.clone(),

@@ -8,9 +8,11 @@
 //! - [`telemetry`]: tracing set-up (text or JSON lines).
 //! - [`request`]: a request's kind, flow, identifier type and status, with its transitions.
 //! - [`protocol`]: the bus contract as pure functions (parse, validate, build replies).
+//! - [`datamap`]: the data map of the customer databases, read and checked as data.
 //! - [`crypto`]: personal data at rest: AES-256-GCM with key ids, keyed blind indexes.
 //! - [`keyring`]: the key file for a store, checked against the keys it was written with.
 //! - [`store`]: the request store, SQLite or PostgreSQL; the only place that runs SQL.
+//! - [`targets`]: the customer databases; the only place that runs SQL on them.
 //! - [`amqp`]: the broker; the only place that knows lapin.
 //! - [`store_gate`]: holds deliveries while the database is down.
 //! - [`handlers`]: what each operation does: the LCM request, RCDP register, revoke, status.
@@ -18,6 +20,7 @@
 //! - [`session`]: a broker session any subsystem runs in: connect, declare, reconnect.
 //! - [`intake`]: the intake subsystem: what happens to one delivery, from bytes to
 //!   acknowledgement, and the consume loop (`intake::consumer`).
+//! - [`check`]: `datamap check`, and the data map's checks at start.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
@@ -25,8 +28,10 @@
 pub mod amqp;
 pub mod app;
 pub mod backoff;
+pub mod check;
 pub mod config;
 pub mod crypto;
+pub mod datamap;
 pub mod dlq;
 pub mod handlers;
 pub mod intake;
@@ -39,4 +44,5 @@ pub mod session;
 pub mod settings;
 pub mod store;
 pub mod store_gate;
+pub mod targets;
 pub mod telemetry;

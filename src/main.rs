@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use privacy_worker::amqp::Broker;
 use privacy_worker::app::{self, shutdown_signal};
-use privacy_worker::config::{Cli, Command, DlqAction, DlqArgs};
-use privacy_worker::{dlq, operator, send, telemetry};
+use privacy_worker::config::{Cli, Command, DatamapAction, DatamapArgs, DlqAction, DlqArgs};
+use privacy_worker::{check, dlq, operator, send, telemetry};
 use tracing::error;
 
 #[tokio::main]
@@ -30,6 +30,18 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("privacy-worker dlq: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Datamap(DatamapArgs {
+            action: DatamapAction::Check { datamap },
+        })) => match check::run(&datamap).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("privacy-worker datamap check: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -31,6 +31,8 @@ pub struct WorkerSettings {
     /// database (created only for a new, empty store), and is an error with
     /// PostgreSQL.
     pub key_file: Option<PathBuf>,
+    /// The data map of the customer databases; `None` fulfils nothing.
+    pub datamap: Option<PathBuf>,
     /// What the intake needs for each delivery.
     pub intake: IntakeSettings,
 }

@@ -165,6 +165,7 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         drain_timeout: Duration::from_secs(10),
         tenant: "default".into(),
         key_file: None,
+        datamap: None,
         intake: IntakeSettings {
             topology,
             limits: Limits::default(),

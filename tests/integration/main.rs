@@ -5,6 +5,7 @@ mod app;
 mod architecture;
 mod bench;
 mod bus;
+mod datamap;
 mod edges;
 mod faults;
 mod helpers;

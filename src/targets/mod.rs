@@ -1,0 +1,188 @@
+//! The customer databases a data map names: connecting to them and checking
+//! the map against what they hold. The only module that runs SQL on the
+//! customer databases (the store runs it on the worker's own); it splices only
+//! names the data map has checked to be plain identifiers, always quoted, and
+//! binds every value.
+
+mod connect;
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgPool, SqlitePool};
+use thiserror::Error;
+
+use crate::datamap::{DataMap, TableMap, TableRef};
+
+/// Why a customer database cannot be used.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// The map names a database that cannot be reached as configured (no URL,
+    /// an unknown scheme, a file that is not there).
+    #[error("database {database}: {reason}")]
+    Config {
+        /// Which database of the map.
+        database: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database does not answer now: worth retrying.
+    #[error("database {database} unavailable: {source}")]
+    Unavailable {
+        /// Which database of the map.
+        database: String,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database refused a statement.
+    #[error("database {database} refused: {source}")]
+    Rejected {
+        /// Which database of the map.
+        database: String,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The map does not fit the database: a table or a column is not there.
+    #[error("data map: {0}")]
+    Mismatch(String),
+}
+
+impl TargetError {
+    /// True when the same operation may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A customer database's pool.
+#[derive(Debug, Clone)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The customer databases of a data map, connected.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    pools: BTreeMap<String, Pool>,
+}
+
+/// What a table of the map holds, as found in its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumns {
+    /// Which table.
+    pub table: TableRef,
+    /// Its columns, in the database's order: the header of its CSV file.
+    pub columns: Vec<String>,
+}
+
+impl Targets {
+    /// Checks every table and column the map names against the databases;
+    /// returns each table's columns, in visiting order.
+    pub async fn check(&self, map: &DataMap) -> Result<Vec<TableColumns>, TargetError> {
+        let mut found = Vec::with_capacity(map.tables.len());
+        for table in &map.tables {
+            let columns = self.columns(&table.table).await?;
+            if columns.is_empty() {
+                return Err(TargetError::Mismatch(format!(
+                    "table {}: not found in database {}",
+                    table.table, table.table.database
+                )));
+            }
+            for (what, column) in named_columns(table) {
+                if !columns.iter().any(|c| c == column) {
+                    return Err(TargetError::Mismatch(format!(
+                        "table {}: {what} column {column} does not exist",
+                        table.table
+                    )));
+                }
+            }
+            found.push(TableColumns {
+                table: table.table.clone(),
+                columns,
+            });
+        }
+        for table in &map.tables {
+            if let Some(via) = &table.via {
+                let target = found
+                    .iter()
+                    .find(|t| t.table == via.target)
+                    .expect("checked");
+                if !target.columns.contains(&via.target_column) {
+                    return Err(TargetError::Mismatch(format!(
+                        "table {}: via {} points at {}.{}, which does not exist",
+                        table.table, via.column, via.target, via.target_column
+                    )));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A table's columns, in order; empty when there is no such table.
+    async fn columns(&self, table: &TableRef) -> Result<Vec<String>, TargetError> {
+        const PG: &str = "SELECT column_name::text FROM information_schema.columns \
+            WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
+        const SQLITE: &str = "SELECT name FROM pragma_table_info($1) ORDER BY cid";
+        let database = &table.database;
+        let fail = |source| classify(database, source);
+        match self.pool(database)? {
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar(PG)
+                    .bind(&table.table)
+                    .fetch_all(pool)
+                    .await
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar(SQLITE)
+                    .bind(&table.table)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .map_err(fail)
+    }
+
+    fn pool(&self, database: &str) -> Result<&Pool, TargetError> {
+        self.pools.get(database).ok_or_else(|| TargetError::Config {
+            database: database.to_owned(),
+            reason: "not connected".into(),
+        })
+    }
+
+    /// Closes every pool.
+    pub async fn close(&self) {
+        for pool in self.pools.values() {
+            match pool {
+                Pool::Postgres(p) => p.close().await,
+                Pool::Sqlite(p) => p.close().await,
+            }
+        }
+    }
+}
+
+/// The columns a table's entry names, with what each is for.
+fn named_columns(table: &TableMap) -> Vec<(&'static str, &String)> {
+    let mut named: Vec<(&'static str, &String)> = Vec::new();
+    named.extend(table.key.iter().map(|c| ("key", c)));
+    named.extend(table.matches.values().map(|c| ("match", c)));
+    named.extend(table.via.iter().map(|v| ("via", &v.column)));
+    named.extend(table.personal.iter().map(|c| ("personal", c)));
+    named
+}
+
+/// A driver error, classified: unreachable or busy is transient.
+fn classify(database: &str, source: sqlx::Error) -> TargetError {
+    use sqlx::Error as E;
+    let database = database.to_owned();
+    match &source {
+        E::Io(_)
+        | E::Tls(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed
+        | E::Protocol(_) => TargetError::Unavailable { database, source },
+        _ => TargetError::Rejected { database, source },
+    }
+}
