@@ -162,6 +162,12 @@ impl RequestStatus {
         matches!(self, Self::Completed | Self::Failed | Self::Revoked)
     }
 
+    /// Changed to this status, a request is announced on the bus
+    /// (`GdprRequestStatusChanged`): everything but a return to `registered`.
+    pub fn is_announced(self) -> bool {
+        !matches!(self, Self::Registered)
+    }
+
     /// The lifecycle, in one place: registered → in progress → completed or
     /// failed; registered → revoked (only before processing starts); failed →
     /// registered (an operator's retry).

@@ -13,7 +13,9 @@
 
 mod connect;
 mod error;
+mod jobs;
 mod keys;
+mod lease;
 mod lifecycle;
 mod queries;
 mod register;
@@ -26,6 +28,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
+pub use jobs::{Claimed, Lease, StatusChange, Timing};
 pub use keys::SampleIdentifier;
 pub use lifecycle::{
     Answered, Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision,

@@ -33,14 +33,22 @@ impl Store {
         let latest = tx
             .latest(new.tenant, new.identifier_index, new.kind)
             .await?;
+        let revoked = RequestStatus::Revoked;
         let decision = match latest {
-            Some((id, status)) if status.may_become(RequestStatus::Revoked) => {
-                tx.set_status(id, status, RequestStatus::Revoked, now)
-                    .await?;
-                let reason = format!("{} received", new.message.operation);
-                let change = (Some(status), RequestStatus::Revoked);
-                tx.insert_event(id, now, new.actor, change, &reason).await?;
-                RevokeDecision::Revoked(id)
+            // The update is conditional on the status read: a job runner's claim
+            // that commits first wins, and the revoke is refused instead.
+            Some((id, status)) if status.may_become(revoked) => {
+                if tx.set_status(id, status, revoked, now).await? {
+                    let reason = format!("{} received", new.message.operation);
+                    tx.insert_event(id, now, new.actor, (Some(status), revoked), &reason)
+                        .await?;
+                    tx.insert_status_change(id, new.tenant, new.kind, revoked, now)
+                        .await?;
+                    RevokeDecision::Revoked(id)
+                } else {
+                    let status = tx.status(id).await?.unwrap_or(status);
+                    RevokeDecision::NotRevocable { id, status }
+                }
             }
             Some((id, status)) => RevokeDecision::NotRevocable { id, status },
             None => RevokeDecision::NotFound,
@@ -77,9 +85,17 @@ impl Store {
         if !status.may_become(to) {
             return Ok(Transition::NotAllowed(status));
         }
-        tx.set_status(id, status, to, now).await?;
+        if !tx.set_status(id, status, to, now).await? {
+            return Ok(Transition::NotAllowed(
+                tx.status(id).await?.unwrap_or(status),
+            ));
+        }
         tx.insert_event(id, now, actor, (Some(status), to), reason)
             .await?;
+        if to.is_announced() {
+            let (tenant, kind) = tx.tenant_and_kind(id).await?;
+            tx.insert_status_change(id, &tenant, kind, to, now).await?;
+        }
         tx.commit().await?;
         Ok(Transition::Moved(status))
     }

@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod idempotency;
 mod intake;
+mod jobs;
 mod keys;
 mod lifecycle;
 mod logs;
