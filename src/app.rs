@@ -25,10 +25,12 @@ use tracing::{error, info, warn};
 use crate::amqp::{AmqpError, Broker};
 use crate::backoff::endless_backoff;
 use crate::check::{self, CheckError};
+use crate::fulfil::{Exports, FulfilSettings, Runner};
 use crate::handlers::Handlers;
 use crate::intake::consumer::{self, Consumer};
 use crate::keyring::{self, Creation, KeyringError};
-use crate::settings::WorkerSettings;
+use crate::relay::{self, Relay};
+use crate::settings::{BrokerSettings, WorkerSettings};
 use crate::store::{Store, StoreError};
 use crate::store_gate::StoreGate;
 
@@ -48,6 +50,9 @@ pub enum FatalError {
     /// The data map is wrong, or does not fit its databases.
     #[error(transparent)]
     DataMap(CheckError),
+    /// The export storage cannot be used as configured.
+    #[error("{0}")]
+    Exports(String),
     /// A subsystem panicked or stopped while nobody asked it to.
     #[error("subsystem {name} {how}")]
     Subsystem {
@@ -97,7 +102,17 @@ async fn start_and_run(
         store.close().await;
         return Err(e);
     }
-    let handlers = Handlers::new(store.clone(), keys, settings.tenant.clone());
+    let exports = match settings.datamap {
+        Some(_) => match Exports::open(&settings.export_url) {
+            Ok(exports) => Some(exports),
+            Err(reason) => {
+                store.close().await;
+                return Err(FatalError::Exports(reason));
+            }
+        },
+        None => None,
+    };
+    let handlers = Handlers::new(store.clone(), keys.clone(), settings.tenant.clone());
     let gate = StoreGate::new(store.clone());
     let intake = Consumer {
         broker: settings.broker.clone(),
@@ -108,6 +123,15 @@ async fn start_and_run(
         drain_timeout: settings.drain_timeout,
     };
 
+    let relay = Relay {
+        broker: BrokerSettings {
+            connection_name: format!("{} relay", settings.broker.connection_name),
+            ..settings.broker.clone()
+        },
+        topology: settings.intake.topology.clone(),
+        source: settings.intake.reply_source.clone(),
+    };
+
     let subsystems = Subsystems::new(stop.clone());
     let token = subsystems.token();
     subsystems.spawn("intake", async move {
@@ -115,6 +139,28 @@ async fn start_and_run(
             .await
             .map_err(FatalError::Broker)
     });
+    let (token, relay_store) = (subsystems.token(), store.clone());
+    subsystems.spawn("relay", async move {
+        relay::run(&relay, &relay_store, &token)
+            .await
+            .map_err(FatalError::Broker)
+    });
+    if let (Some(path), Some(exports)) = (settings.datamap.clone(), exports) {
+        let fulfilment = Fulfilment {
+            path,
+            store: store.clone(),
+            keys,
+            exports,
+            owner: format!(
+                "{}-{}",
+                settings.broker.connection_name,
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            settings: settings.fulfil.clone(),
+        };
+        let token = subsystems.token();
+        subsystems.spawn("fulfilment", async move { fulfilment.run(&token).await });
+    }
     // Every subsystem drains within its own deadline; this one is the backstop.
     let result = subsystems
         .run(settings.drain_timeout + Duration::from_secs(5))
@@ -173,6 +219,50 @@ async fn open_store(
             }
             Err(e) => return Err(FatalError::Store(e)),
         }
+    }
+}
+
+/// The fulfilment subsystem before its databases answer: the data map is
+/// checked (again) until they do, then the runner runs.
+struct Fulfilment {
+    path: std::path::PathBuf,
+    store: Store,
+    keys: Arc<crate::crypto::Keys>,
+    exports: Exports,
+    owner: String,
+    settings: FulfilSettings,
+}
+
+impl Fulfilment {
+    async fn run(self, token: &CancellationToken) -> Result<(), FatalError> {
+        let mut delays = endless_backoff(Duration::from_secs(30));
+        let (map, targets, columns) = loop {
+            match check::connect_and_check(&self.path).await {
+                Ok(checked) => break checked,
+                Err(e) if e.is_transient() => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    warn!(error = %e, ?delay, "fulfilment waits for the customer databases");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = token.cancelled() => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(FatalError::DataMap(e)),
+            }
+        };
+        let runner = Runner {
+            store: self.store,
+            keys: self.keys,
+            map: Arc::new(map),
+            targets: targets.clone(),
+            columns: Arc::new(columns),
+            exports: self.exports,
+            owner: self.owner,
+            settings: self.settings,
+        };
+        runner.run(token).await;
+        targets.close().await;
+        Ok(())
     }
 }
 

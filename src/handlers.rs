@@ -14,7 +14,7 @@ use crate::protocol::{
     GET_DATA_PRIVACY_STATUS, Operation, PrivacyRequest, REGISTER_GDPR_REQUEST, REVOKE_GDPR_ACTIONS,
     RcdpRequest, StatusQuery, ValidRequest, lcm_error, rcdp_error, success_payload,
 };
-use crate::request::{Flow, IdentifierType, RequestKind};
+use crate::request::{Flow, IdentifierType, RequestKind, RequestStatus};
 use crate::store::{
     Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
     StoredIdentifier,
@@ -322,13 +322,26 @@ impl Handlers {
         let summary = self.store.request_summary(query.tracking_id).await?;
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         let reply = match summary.filter(|s| s.tenant == query.tenant) {
-            Some(s) => json!({
-                "status": "OK",
-                "data": {
+            Some(s) => {
+                let mut data = json!({
                     "trackingId": s.id, "reqType": s.kind, "requestStatus": s.status,
                     "createdAt": stamp(s.created_at), "updatedAt": stamp(s.updated_at),
+                });
+                match s.status {
+                    // What fulfilment produced (a download link, row counts), or
+                    // why it failed: never personal data.
+                    RequestStatus::Completed => {
+                        let result = s
+                            .result
+                            .as_deref()
+                            .and_then(|r| serde_json::from_str(r).ok());
+                        data["result"] = result.unwrap_or(Value::Null);
+                    }
+                    RequestStatus::Failed => data["error"] = json!(s.last_error),
+                    _ => {}
                 }
-            }),
+                json!({"status": "OK", "data": data})
+            }
             // Another tenant's request is reported exactly like a missing one.
             None => rcdp_error(&format!(
                 "No request found with tracking id:[{}].",

@@ -21,6 +21,8 @@
 //! - [`intake`]: the intake subsystem: what happens to one delivery, from bytes to
 //!   acknowledgement, and the consume loop (`intake::consumer`).
 //! - [`check`]: `datamap check`, and the data map's checks at start.
+//! - [`fulfil`]: the job runner subsystem: claims due requests, fulfils them (access export).
+//! - [`relay`]: the outbox relay subsystem: announces status changes on the bus.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
@@ -33,11 +35,13 @@ pub mod config;
 pub mod crypto;
 pub mod datamap;
 pub mod dlq;
+pub mod fulfil;
 pub mod handlers;
 pub mod intake;
 pub mod keyring;
 pub mod operator;
 pub mod protocol;
+pub mod relay;
 pub mod request;
 pub mod send;
 pub mod session;

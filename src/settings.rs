@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::amqp::Topology;
+use crate::fulfil::FulfilSettings;
 use crate::protocol::Limits;
 use crate::store::StoreSettings;
 
@@ -33,6 +34,10 @@ pub struct WorkerSettings {
     pub key_file: Option<PathBuf>,
     /// The data map of the customer databases; `None` fulfils nothing.
     pub datamap: Option<PathBuf>,
+    /// Where access archives go (`file:///dir`).
+    pub export_url: String,
+    /// How fulfilment is timed.
+    pub fulfil: FulfilSettings,
     /// What the intake needs for each delivery.
     pub intake: IntakeSettings,
 }

@@ -39,6 +39,8 @@ pub const REGISTER_GDPR_REQUEST: &str = "RegisterGdprRequest";
 pub const REVOKE_GDPR_ACTIONS: &str = "RevokeGdprActions";
 /// Ask for a request's status by tracking id.
 pub const GET_GDPR_REQUEST_STATUS: &str = "GetGdprRequestStatus";
+/// The announcement of a request's change of status.
+pub const GDPR_REQUEST_STATUS_CHANGED: &str = "GdprRequestStatusChanged";
 /// Every request subtopic the worker handles.
 pub const REQUEST_SUBTOPICS: [&str; 4] = [
     GET_DATA_PRIVACY_STATUS,
@@ -58,6 +60,41 @@ pub fn has_control_character(text: &str) -> bool {
 /// The fault named for a field holding a control character.
 pub const CONTROL_CHARACTER: &str =
     "must not contain control characters (only tab, line feed and carriage return)";
+
+/// A status change as announced on the bus: what it says, no link and no
+/// personal data.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChanged<'a> {
+    /// The request id (tracking id).
+    pub tracking_id: i64,
+    /// `access` or `forget`.
+    pub req_type: &'a str,
+    /// The new status.
+    pub request_status: &'a str,
+    /// The request's tenant.
+    pub tenant: &'a str,
+    /// When it changed (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+impl StatusChanged<'_> {
+    /// Its routing key on the exchange.
+    pub fn routing_key() -> String {
+        format!("{LCM_CHANNEL}.{LCM_TOPIC}.{GDPR_REQUEST_STATUS_CHANGED}")
+    }
+
+    /// The LCM envelope that carries it, under `message`.
+    pub fn body(&self, source: &str) -> Vec<u8> {
+        let route = ReplyRoute {
+            channel: LCM_CHANNEL.into(),
+            topic: LCM_TOPIC.into(),
+            subtopic: GDPR_REQUEST_STATUS_CHANGED.into(),
+            shape: ReplyShape::Lcm,
+        };
+        reply_body(&route, source, self)
+    }
+}
 
 /// Limits applied before any parsing work is done.
 #[derive(Debug, Clone, Copy)]

@@ -215,21 +215,21 @@ impl Store {
     ) -> Result<Vec<StatusChange>, StoreError> {
         const SQL: &str = "SELECT id, request_id, tenant, kind, status, changed_at FROM status_outbox \
             WHERE published_at IS NULL ORDER BY id LIMIT $1";
-        type Row = (i64, i64, String, String, String, DateTime<Utc>);
-        let rows: Vec<Row> =
+        let rows: Vec<ChangeRow> =
             super::on_pool!(self, pool => sqlx::query_as(SQL).bind(limit).fetch_all(pool).await?);
-        rows.into_iter()
-            .map(|(id, request_id, tenant, kind, status, changed_at)| {
-                Ok(StatusChange {
-                    id,
-                    request_id,
-                    tenant,
-                    kind: decode(&kind, RequestKind::parse, "kind")?,
-                    status: decode(&status, RequestStatus::parse, "status")?,
-                    changed_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(status_change).collect()
+    }
+
+    /// Every status change of one request written to the outbox, published or
+    /// not, oldest first.
+    pub async fn status_changes_of(
+        &self,
+        request_id: i64,
+    ) -> Result<Vec<StatusChange>, StoreError> {
+        const SQL: &str = "SELECT id, request_id, tenant, kind, status, changed_at FROM status_outbox \
+            WHERE request_id = $1 ORDER BY id";
+        let rows: Vec<ChangeRow> = super::on_pool!(self, pool => sqlx::query_as(SQL).bind(request_id).fetch_all(pool).await?);
+        rows.into_iter().map(status_change).collect()
     }
 
     /// Marks a status change announced.
@@ -240,6 +240,22 @@ impl Store {
         });
         Ok(())
     }
+}
+
+/// id, request_id, tenant, kind, status, changed_at
+type ChangeRow = (i64, i64, String, String, String, DateTime<Utc>);
+
+fn status_change(
+    (id, request_id, tenant, kind, status, changed_at): ChangeRow,
+) -> Result<StatusChange, StoreError> {
+    Ok(StatusChange {
+        id,
+        request_id,
+        tenant,
+        kind: decode(&kind, RequestKind::parse, "kind")?,
+        status: decode(&status, RequestStatus::parse, "status")?,
+        changed_at,
+    })
 }
 
 /// A write that only the lease's holder may make.

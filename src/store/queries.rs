@@ -27,6 +27,10 @@ pub struct RequestSummary {
     pub created_at: DateTime<Utc>,
     /// When its status last changed.
     pub updated_at: DateTime<Utc>,
+    /// Once completed: what fulfilment produced (JSON, no personal data).
+    pub result: Option<String>,
+    /// Why its last attempt failed (no personal data).
+    pub last_error: Option<String>,
 }
 
 /// A request's encrypted identifier and the personal data of its messages, for
@@ -66,6 +70,8 @@ struct SummaryRow {
     messages: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    result: Option<String>,
+    last_error: Option<String>,
 }
 
 impl TryFrom<SummaryRow> for RequestSummary {
@@ -86,6 +92,8 @@ impl TryFrom<SummaryRow> for RequestSummary {
             messages: row.messages,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            result: row.result,
+            last_error: row.last_error,
         })
     }
 }
@@ -107,7 +115,7 @@ fn event((at, actor, from, to, reason): EventRow) -> Result<RequestEvent, StoreE
 
 const SUMMARY_COLUMNS: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type, \
     (SELECT COUNT(*) FROM inbound_messages m WHERE m.request_id = r.id) AS messages, \
-    r.created_at, r.updated_at FROM privacy_requests r";
+    r.created_at, r.updated_at, r.result, r.last_error FROM privacy_requests r";
 
 /// operation, details, personal_data, personal_key_id
 type MessageRow = (String, String, Option<Vec<u8>>, Option<String>);

@@ -5,6 +5,9 @@
 //! binds every value.
 
 mod connect;
+mod rows;
+
+pub use rows::{Cells, Selection};
 
 use std::collections::BTreeMap;
 

@@ -166,6 +166,13 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         tenant: "default".into(),
         key_file: None,
         datamap: None,
+        export_url: "file://./privacy-exports".into(),
+        fulfil: privacy_worker::fulfil::FulfilSettings {
+            delay: Duration::from_secs(3600),
+            attempts: 5,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        },
         intake: IntakeSettings {
             topology,
             limits: Limits::default(),

@@ -1,12 +1,14 @@
 //! One integration test binary (one link, shared helpers): the protocol table, the
 //! schemas, the worker end to end on both stores, and the logs.
 
+mod access;
 mod app;
 mod architecture;
 mod bench;
 mod bus;
 mod datamap;
 mod edges;
+mod events;
 mod faults;
 mod helpers;
 mod idempotency;

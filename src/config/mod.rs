@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod commands;
+
+pub use commands::{DatamapAction, DatamapArgs, DlqAction, DlqArgs, RequestsAction, RequestsArgs};
+
 use crate::amqp::Topology;
+use crate::fulfil::FulfilSettings;
 use crate::protocol::Limits;
 use crate::settings::{BrokerSettings, IntakeSettings, WorkerSettings};
 use crate::store::StoreSettings;
@@ -62,127 +67,6 @@ pub enum Command {
     Keygen {
         /// Where to write it, e.g. /etc/privacy-worker/keys.json.
         path: std::path::PathBuf,
-    },
-}
-
-/// Options of `datamap`.
-#[derive(Debug, Clone, Args)]
-pub struct DatamapArgs {
-    #[command(subcommand)]
-    pub action: DatamapAction,
-}
-
-/// What to do with the data map.
-#[derive(Debug, Clone, Subcommand)]
-pub enum DatamapAction {
-    /// Connect to each database, check every table, key, match and via column,
-    /// and print what each table would export.
-    Check {
-        /// The data map (YAML).
-        #[arg(long, env = "PRIVACY_DATAMAP")]
-        datamap: std::path::PathBuf,
-    },
-}
-
-/// Options of `requests`.
-#[derive(Debug, Clone, Args)]
-pub struct RequestsArgs {
-    /// The store, as for `run`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://privacy-worker.db"
-    )]
-    pub database_url: String,
-    /// Key file, as for `run` (needed by `show --reveal`).
-    #[arg(long, env = "PRIVACY_KEY_FILE")]
-    pub key_file: Option<std::path::PathBuf>,
-    /// Who is acting, for the audit trail.
-    #[arg(long, env = "PRIVACY_OPERATOR", default_value = "operator")]
-    pub operator: String,
-    #[command(subcommand)]
-    pub action: RequestsAction,
-}
-
-/// Operator actions on requests.
-#[derive(Debug, Clone, Subcommand)]
-pub enum RequestsAction {
-    /// List requests, newest first (no personal data).
-    List {
-        /// Only this status (registered, in_progress, completed, failed, revoked).
-        #[arg(long)]
-        status: Option<String>,
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-        /// JSON instead of lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one request; personal data only with --reveal, which is audited.
-    Show {
-        /// Request id.
-        id: i64,
-        /// Decrypt and show the identifier and the personal data of its messages.
-        #[arg(long)]
-        reveal: bool,
-        /// Why the personal data is revealed (recorded in the audit trail).
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// Revoke a registered request.
-    Revoke {
-        /// Request id.
-        id: i64,
-        /// Why (recorded in the audit trail).
-        #[arg(long)]
-        reason: String,
-    },
-    /// The audit trail of one request.
-    Audit {
-        /// Request id.
-        id: i64,
-        /// JSON instead of lines.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// Options of `dlq`.
-#[derive(Debug, Clone, Args)]
-pub struct DlqArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The work queue replayed messages go back to.
-    #[arg(long, env = "PRIVACY_QUEUE", default_value = "lcm.privacy.requests")]
-    pub queue: String,
-    /// The dead queue.
-    #[arg(long, env = "PRIVACY_DEAD_QUEUE", default_value = "lcm.privacy.dead")]
-    pub dead_queue: String,
-    #[command(subcommand)]
-    pub action: DlqAction,
-}
-
-/// What to do with the dead queue.
-#[derive(Debug, Clone, Subcommand)]
-pub enum DlqAction {
-    /// Show parked messages (ids, reason, attempts, last error; never bodies), leaving them parked.
-    List {
-        /// Show at most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// One JSON array instead of lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move parked messages back to the work queue, oldest first.
-    Replay {
-        /// Move at most this many.
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
     },
 }
 
@@ -290,6 +174,21 @@ pub struct RunArgs {
     /// taken and answered but none is fulfilled.
     #[arg(long, env = "PRIVACY_DATAMAP")]
     pub datamap: Option<std::path::PathBuf>,
+    /// How long after registration a request falls due (its revocation window);
+    /// `0s` fulfils at once.
+    #[arg(long, env = "PRIVACY_FULFIL_DELAY", value_parser = parse_delay, default_value = "1h")]
+    pub fulfil_delay: Duration,
+    /// Attempts a request's fulfilment gets before it is failed.
+    #[arg(long, env = "PRIVACY_FULFIL_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fulfil_attempts: u32,
+    /// Where access archives go: `file:///some/dir` (or `file://./relative/dir`).
+    #[arg(
+        long,
+        env = "PRIVACY_EXPORT_URL",
+        default_value = "file://./privacy-exports"
+    )]
+    pub export_url: String,
 }
 
 impl RunArgs {
@@ -313,6 +212,13 @@ impl RunArgs {
             tenant: self.tenant.clone(),
             key_file: self.key_file.clone(),
             datamap: self.datamap.clone(),
+            export_url: self.export_url.clone(),
+            fulfil: FulfilSettings {
+                delay: self.fulfil_delay,
+                attempts: self.fulfil_attempts,
+                lease: Duration::from_secs(60),
+                poll: Duration::from_secs(1),
+            },
             intake: IntakeSettings {
                 topology: Topology {
                     exchange: self.broker.exchange.clone(),

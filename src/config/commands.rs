@@ -1,0 +1,126 @@
+//! The options of the operator commands: `datamap`, `requests` and `dlq`.
+
+use clap::{Args, Subcommand};
+
+use super::BrokerArgs;
+
+/// Options of `datamap`.
+#[derive(Debug, Clone, Args)]
+pub struct DatamapArgs {
+    #[command(subcommand)]
+    pub action: DatamapAction,
+}
+
+/// What to do with the data map.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DatamapAction {
+    /// Connect to each database, check every table, key, match and via column,
+    /// and print what each table would export.
+    Check {
+        /// The data map (YAML).
+        #[arg(long, env = "PRIVACY_DATAMAP")]
+        datamap: std::path::PathBuf,
+    },
+}
+
+/// Options of `requests`.
+#[derive(Debug, Clone, Args)]
+pub struct RequestsArgs {
+    /// The store, as for `run`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://privacy-worker.db"
+    )]
+    pub database_url: String,
+    /// Key file, as for `run` (needed by `show --reveal`).
+    #[arg(long, env = "PRIVACY_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Who is acting, for the audit trail.
+    #[arg(long, env = "PRIVACY_OPERATOR", default_value = "operator")]
+    pub operator: String,
+    #[command(subcommand)]
+    pub action: RequestsAction,
+}
+
+/// Operator actions on requests.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RequestsAction {
+    /// List requests, newest first (no personal data).
+    List {
+        /// Only this status (registered, in_progress, completed, failed, revoked).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request; personal data only with --reveal, which is audited.
+    Show {
+        /// Request id.
+        id: i64,
+        /// Decrypt and show the identifier and the personal data of its messages.
+        #[arg(long)]
+        reveal: bool,
+        /// Why the personal data is revealed (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke a registered request.
+    Revoke {
+        /// Request id.
+        id: i64,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit trail of one request.
+    Audit {
+        /// Request id.
+        id: i64,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `dlq`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The work queue replayed messages go back to.
+    #[arg(long, env = "PRIVACY_QUEUE", default_value = "lcm.privacy.requests")]
+    pub queue: String,
+    /// The dead queue.
+    #[arg(long, env = "PRIVACY_DEAD_QUEUE", default_value = "lcm.privacy.dead")]
+    pub dead_queue: String,
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What to do with the dead queue.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Show parked messages (ids, reason, attempts, last error; never bodies), leaving them parked.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move parked messages back to the work queue, oldest first.
+    Replay {
+        /// Move at most this many.
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+}

@@ -1,0 +1,97 @@
+//! The access export: one CSV per table of the data map, named
+//! `<database>.<table>.csv`, with a header row of the table's columns and one
+//! row per row of the customer, and `manifest.json` beside them; stored as
+//! `privacy-export-<request id>.zip`.
+
+use std::collections::BTreeMap;
+
+use chrono::{SecondsFormat, Utc};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::FulfilError;
+use super::archive::Archive;
+use super::exports::{Exports, Link};
+use super::resolve::Customer;
+use crate::datamap::DataMap;
+use crate::targets::{TableColumns, Targets};
+
+/// What an access export produced: the result recorded with the request.
+#[derive(Debug, Clone)]
+pub struct AccessResult {
+    /// Where the archive is.
+    pub link: Link,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Rows per file.
+    pub rows: BTreeMap<String, u64>,
+}
+
+impl AccessResult {
+    /// As recorded and shown by a status query (no personal data).
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "download": {
+                "url": self.link.url,
+                "expiresAt": self.link.expires_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                "bytes": self.bytes,
+                "sha256": self.sha256,
+            },
+            "rows": self.rows,
+        })
+    }
+}
+
+/// Exports the customer's rows of every table.
+pub async fn export(
+    map: &DataMap,
+    targets: &Targets,
+    columns: &[TableColumns],
+    customer: &Customer,
+    (request_id, tenant): (i64, &str),
+    exports: &Exports,
+) -> Result<AccessResult, FulfilError> {
+    let archive = Archive::create(&exports.spool).map_err(FulfilError::Archive)?;
+    let mut rows = BTreeMap::new();
+    for (table, found) in map.tables.iter().zip(columns) {
+        let name = format!("{}.csv", table.table);
+        archive
+            .file(name.clone(), found.columns.clone())
+            .await
+            .map_err(FulfilError::Archive)?;
+        let selection = &customer.selections[&table.table];
+        let names: Vec<&str> = found.columns.iter().map(String::as_str).collect();
+        let mut stream = targets.rows(table, selection, &names, false);
+        let mut count = 0u64;
+        while let Some(row) = stream.next().await {
+            archive.row(row?).await.map_err(FulfilError::Archive)?;
+            count += 1;
+        }
+        rows.insert(name, count);
+    }
+    let manifest = json!({
+        "requestId": request_id.to_string(),
+        "tenant": tenant,
+        "generatedAt": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        "files": rows.iter().map(|(name, n)| json!({"name": name, "rows": n})).collect::<Vec<_>>(),
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    archive
+        .whole("manifest.json".to_owned(), manifest)
+        .await
+        .map_err(FulfilError::Archive)?;
+    let spooled = archive.finish().await.map_err(FulfilError::Archive)?;
+    let name = format!("privacy-export-{request_id}.zip");
+    let link = exports
+        .put(&name, &spooled)
+        .await
+        .map_err(FulfilError::Storage)?;
+    Ok(AccessResult {
+        link,
+        bytes: spooled.bytes,
+        sha256: spooled.sha256.clone(),
+        rows,
+    })
+}

@@ -1,0 +1,64 @@
+//! Fulfilment: the job runner subsystem, which claims due requests under a
+//! lease and fulfils them against the customer databases of the data map.
+//!
+//! Built so far: access requests (the export). Forget requests and LCM requests
+//! with pseudonymization are not claimed until their fulfilment exists (issue
+//! 13); they stay `registered`, revocable, and answered as before.
+
+mod access;
+mod archive;
+mod exports;
+mod resolve;
+mod runner;
+
+use thiserror::Error;
+
+pub use exports::Exports;
+pub use resolve::{Customer, normalize, resolve};
+pub use runner::{FulfilSettings, Ran, Runner};
+
+use crate::targets::TargetError;
+
+/// Why an attempt at fulfilment failed. Its text names what failed (a
+/// database, the archive, the storage), never personal data.
+#[derive(Debug, Error)]
+pub enum FulfilError {
+    /// A customer database.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// Writing the archive.
+    #[error("writing the archive: {}", .0.kind())]
+    Archive(#[source] std::io::Error),
+    /// Storing the archive.
+    #[error("storing the archive failed")]
+    Storage(#[source] object_store::Error),
+    /// The request's own data could not be read (keys, store).
+    #[error("the request cannot be read: {0}")]
+    Request(String),
+}
+
+impl FulfilError {
+    /// True when another attempt may succeed (a database or the storage down).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Target(e) => e.is_transient(),
+            Self::Archive(_) | Self::Storage(_) => true,
+            Self::Request(_) => false,
+        }
+    }
+
+    /// The reason recorded with the request: what failed, no values. A
+    /// database's own message may quote a value, so only its name is kept.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Target(TargetError::Unavailable { database, .. }) => {
+                format!("customer database {database} unavailable")
+            }
+            Self::Target(TargetError::Rejected { database, .. }) => {
+                format!("customer database {database} refused a statement")
+            }
+            Self::Target(other) => other.to_string(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The job runner: claim a due request (one at a time per instance), keep its
+//! lease alive while the work runs, and end the attempt: completed with its
+//! result, retried after a backoff (a database or the storage down), or failed
+//! when its attempts are spent. [`Runner::try_execute_task`] does one claim and
+//! returns what happened, so tests can drive the runner step by step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::FulfilError;
+use super::access;
+use super::exports::Exports;
+use super::resolve::resolve;
+use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
+use crate::datamap::DataMap;
+use crate::request::{Flow, IdentifierType, RequestKind};
+use crate::store::{Claimed, Store, StoreError, Timing};
+use crate::targets::{TableColumns, Targets};
+
+/// How fulfilment is timed.
+#[derive(Debug, Clone)]
+pub struct FulfilSettings {
+    /// How long after registration a request falls due (the revocation window).
+    pub delay: Duration,
+    /// Attempts a request gets before it is failed.
+    pub attempts: u32,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often the runner looks for due requests when there were none.
+    pub poll: Duration,
+}
+
+/// What one call of [`Runner::try_execute_task`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// Nothing was due.
+    Idle,
+    /// The request is completed.
+    Completed(i64),
+    /// The attempt failed; the request falls due again later.
+    Retrying(i64),
+    /// The request failed for good.
+    Failed(i64),
+    /// The lease was lost (taken over, or the request changed): nothing written.
+    LostLease(i64),
+}
+
+/// The job runner of one process.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// The worker's store.
+    pub store: Store,
+    /// Keys to read the request's identifiers.
+    pub keys: Arc<Keys>,
+    /// The data map, checked.
+    pub map: Arc<DataMap>,
+    /// Its databases.
+    pub targets: Targets,
+    /// Each table's columns, in visiting order.
+    pub columns: Arc<Vec<TableColumns>>,
+    /// Where archives go.
+    pub exports: Exports,
+    /// This process's name as a lease holder.
+    pub owner: String,
+    /// Timing.
+    pub settings: FulfilSettings,
+}
+
+impl Runner {
+    /// Runs until `token` is cancelled; the attempt in flight is finished first
+    /// (its lease would otherwise only expire).
+    pub async fn run(&self, token: &CancellationToken) {
+        info!(owner = %self.owner, "fulfilment runner started");
+        while !token.is_cancelled() {
+            let idle = match self.try_execute_task().await {
+                Ok(Ran::Idle) => true,
+                Ok(ran) => {
+                    info!(?ran, "fulfilment attempt ended");
+                    false
+                }
+                Err(error) => {
+                    warn!(%error, "fulfilment runner: store unavailable");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                    () = token.cancelled() => {}
+                }
+            }
+        }
+    }
+
+    /// Claims one due request, if any, and takes it to the end of its attempt.
+    pub async fn try_execute_task(&self) -> Result<Ran, StoreError> {
+        let now = Utc::now();
+        let timing = Timing {
+            now,
+            due_before: now - delta(self.settings.delay),
+            lease_until: now + delta(self.settings.lease),
+        };
+        let Some(claimed) = self.store.claim_due(&self.owner, timing).await? else {
+            return Ok(Ran::Idle);
+        };
+        let lease = claimed.lease.clone();
+        let id = lease.request_id;
+        let work = self.fulfil(&claimed);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.settings.lease / 3).await;
+                let until = Utc::now() + delta(self.settings.lease);
+                if !self.store.heartbeat(&lease, until).await.unwrap_or(true) {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            () = heartbeat => return Ok(Ran::LostLease(id)),
+        };
+        let attempts = i64::from(self.settings.attempts);
+        let held = match outcome {
+            Ok(result) => {
+                let done = self.store.complete(&lease, &result.to_string()).await?;
+                if done {
+                    return Ok(Ran::Completed(id));
+                }
+                false
+            }
+            Err(error) if error.is_transient() && lease.attempt < attempts => {
+                let backoff =
+                    Duration::from_secs(2u64.saturating_pow(lease.attempt as u32).min(300));
+                let retry_at = Utc::now() + delta(backoff);
+                if self
+                    .store
+                    .retry_at(&lease, retry_at, &error.reason())
+                    .await?
+                {
+                    return Ok(Ran::Retrying(id));
+                }
+                false
+            }
+            Err(error) => {
+                let reason = if error.is_transient() {
+                    format!("{} (after {} attempts)", error.reason(), lease.attempt)
+                } else {
+                    error.reason()
+                };
+                if self.store.fail(&lease, &reason).await? {
+                    return Ok(Ran::Failed(id));
+                }
+                false
+            }
+        };
+        debug_assert!(!held);
+        Ok(Ran::LostLease(id))
+    }
+
+    /// The work of one attempt: its result, recorded with the request.
+    async fn fulfil(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
+        let identifiers = self.identifiers(claimed).await?;
+        let customer = resolve(&self.map, &self.targets, identifiers).await?;
+        match claimed.kind {
+            RequestKind::Access => {
+                let owner = (claimed.lease.request_id, claimed.tenant.as_str());
+                let result = access::export(
+                    &self.map,
+                    &self.targets,
+                    &self.columns,
+                    &customer,
+                    owner,
+                    &self.exports,
+                )
+                .await?;
+                Ok(result.to_json())
+            }
+            RequestKind::Forget => Err(FulfilError::Request("forget is not built yet".into())),
+        }
+    }
+
+    /// The request's identifiers: the one it names, and for an LCM request the
+    /// non-empty phone numbers and e-mail addresses the agent sent.
+    async fn identifiers(
+        &self,
+        claimed: &Claimed,
+    ) -> Result<Vec<(IdentifierType, String)>, FulfilError> {
+        let unreadable = |what: &str| FulfilError::Request(format!("its {what} does not decrypt"));
+        let (kind, sealed) = &claimed.identifier;
+        let value = self
+            .keys
+            .open(IDENTIFIER_CONTEXT, sealed)
+            .map_err(|_| unreadable("identifier"))?;
+        let value = String::from_utf8(value).map_err(|_| unreadable("identifier"))?;
+        let mut identifiers = vec![(*kind, value)];
+        if claimed.flow == Flow::Lcm {
+            let detail = self
+                .store
+                .sealed_detail(claimed.lease.request_id)
+                .await
+                .map_err(|e| FulfilError::Request(e.to_string()))?;
+            for (_, _, personal) in detail.iter().flat_map(|d| &d.messages) {
+                let Some(sealed) = personal else { continue };
+                let bytes = self
+                    .keys
+                    .open(PERSONAL_CONTEXT, sealed)
+                    .map_err(|_| unreadable("message"))?;
+                let fields: Value =
+                    serde_json::from_slice(&bytes).map_err(|_| unreadable("message"))?;
+                let pairs = [
+                    ("PhoneNumber", IdentifierType::Mobile),
+                    ("OtherPhoneNumber", IdentifierType::Mobile),
+                    ("EmailID", IdentifierType::Email),
+                    ("OtherEmailID", IdentifierType::Email),
+                ];
+                for (field, kind) in pairs {
+                    if let Some(value) = fields[field].as_str().filter(|v| !v.trim().is_empty()) {
+                        identifiers.push((kind, value.to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(identifiers)
+    }
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}

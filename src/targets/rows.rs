@@ -1,0 +1,199 @@
+//! Reading a customer's rows: which rows of a table are the customer's (by the
+//! identifiers its match columns hold, or by the values its via column points
+//! at), the identifiers those rows hold, and the rows themselves as a stream of
+//! text cells. Names are the data map's (checked plain identifiers), quoted;
+//! every value is bound.
+
+use futures_util::stream::{BoxStream, StreamExt};
+use sqlx::Row;
+
+use super::{Pool, TargetError, Targets, classify};
+use crate::datamap::TableMap;
+use crate::request::IdentifierType;
+
+/// Which rows of a table are the customer's.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Rows whose match columns hold one of these identifiers (normalized).
+    Matching(Vec<(IdentifierType, String)>),
+    /// Rows whose via column holds one of these values (as text).
+    Via(Vec<String>),
+}
+
+/// A row as text cells, `None` for NULL.
+pub type Cells = Vec<Option<String>>;
+
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// The SQL expression that compares a column holding an identifier of `kind`
+/// the way the request's identifiers are normalized: e-mail in lower case, a
+/// mobile number by its digits.
+fn normalized(kind: IdentifierType, column: &str, pool: &Pool) -> String {
+    let column = quoted(column);
+    match kind {
+        IdentifierType::Email => format!("lower(CAST({column} AS TEXT))"),
+        IdentifierType::Mobile => match pool {
+            Pool::Postgres(_) => {
+                format!("regexp_replace(CAST({column} AS TEXT), '[^0-9]', '', 'g')")
+            }
+            Pool::Sqlite(_) => {
+                let mut expr = format!("CAST({column} AS TEXT)");
+                for c in [" ", "+", "-", ".", "(", ")", "/"] {
+                    expr = format!("replace({expr}, '{c}', '')");
+                }
+                expr
+            }
+        },
+        _ => format!("trim(CAST({column} AS TEXT))"),
+    }
+}
+
+/// The WHERE clause of a selection and its values, numbered from `$1`.
+fn where_clause(table: &TableMap, selection: &Selection, pool: &Pool) -> (String, Vec<String>) {
+    let mut values = Vec::new();
+    let mut placeholders = |items: &mut dyn Iterator<Item = &String>| {
+        let marks: Vec<String> = items
+            .map(|v| {
+                values.push(v.clone());
+                format!("${}", values.len())
+            })
+            .collect();
+        marks.join(", ")
+    };
+    let clauses: Vec<String> = match selection {
+        Selection::Matching(identifiers) => table
+            .matches
+            .iter()
+            .filter_map(|(kind, column)| {
+                let mut of_kind = identifiers
+                    .iter()
+                    .filter(|(k, _)| k == kind)
+                    .map(|(_, v)| v)
+                    .peekable();
+                of_kind.peek()?;
+                let marks = placeholders(&mut of_kind);
+                Some(format!("{} IN ({marks})", normalized(*kind, column, pool)))
+            })
+            .collect(),
+        Selection::Via(targets) if !targets.is_empty() => {
+            let via = table
+                .via
+                .as_ref()
+                .expect("a via selection is for a via table");
+            let marks = placeholders(&mut targets.iter());
+            vec![format!(
+                "CAST({} AS TEXT) IN ({marks})",
+                quoted(&via.column)
+            )]
+        }
+        Selection::Via(_) => Vec::new(),
+    };
+    if clauses.is_empty() {
+        ("1 = 0".to_owned(), values)
+    } else {
+        (clauses.join(" OR "), values)
+    }
+}
+
+impl Targets {
+    /// The distinct values (as text) of `columns` in the selected rows.
+    pub async fn values(
+        &self,
+        table: &TableMap,
+        selection: &Selection,
+        columns: &[&str],
+    ) -> Result<Vec<Cells>, TargetError> {
+        let mut rows = self.rows(table, selection, columns, true);
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().await {
+            found.push(row?);
+        }
+        Ok(found)
+    }
+
+    /// The selected rows' `columns`, as text, in key order; streamed.
+    pub fn rows<'a>(
+        &'a self,
+        table: &'a TableMap,
+        selection: &Selection,
+        columns: &[&str],
+        distinct: bool,
+    ) -> BoxStream<'a, Result<Cells, TargetError>> {
+        let database = table.table.database.clone();
+        let pool = match self.pool(&database) {
+            Ok(pool) => pool,
+            Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
+        };
+        let (clause, values) = where_clause(table, selection, pool);
+        let selected: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
+            .collect();
+        let order = if distinct {
+            String::new()
+        } else {
+            let keys: Vec<String> = table.key.iter().map(|k| quoted(k)).collect();
+            format!(" ORDER BY {}", keys.join(", "))
+        };
+        let sql = format!(
+            "SELECT {}{} FROM {} WHERE {clause}{order}",
+            if distinct { "DISTINCT " } else { "" },
+            selected.join(", "),
+            quoted(&table.table.table),
+        );
+        let width = columns.len();
+        match pool {
+            Pool::Postgres(pool) => stream_pg(pool, sql, values)
+                .map(move |row| cells(row, width, &database))
+                .boxed(),
+            Pool::Sqlite(pool) => stream_sqlite(pool, sql, values)
+                .map(move |row| cells(row, width, &database))
+                .boxed(),
+        }
+    }
+}
+
+/// A row's `width` cells as text.
+fn cells<R: Row>(
+    row: Result<R, sqlx::Error>,
+    width: usize,
+    database: &str,
+) -> Result<Cells, TargetError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let row = row.map_err(|e| classify(database, e))?;
+    (0..width)
+        .map(|i| {
+            row.try_get::<Option<String>, _>(i)
+                .map_err(|e| classify(database, e))
+        })
+        .collect()
+}
+
+fn stream_pg<'a>(
+    pool: &'a sqlx::PgPool,
+    sql: String,
+    values: Vec<String>,
+) -> BoxStream<'a, Result<sqlx::postgres::PgRow, sqlx::Error>> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for value in values {
+        query = query.bind(value);
+    }
+    query.fetch(pool)
+}
+
+fn stream_sqlite<'a>(
+    pool: &'a sqlx::SqlitePool,
+    sql: String,
+    values: Vec<String>,
+) -> BoxStream<'a, Result<sqlx::sqlite::SqliteRow, sqlx::Error>> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for value in values {
+        query = query.bind(value);
+    }
+    query.fetch(pool)
+}

@@ -1,0 +1,109 @@
+//! Status changes are announced on the bus, from the outbox: a revoke, and a
+//! fulfilment's start and end, each as an LCM GdprRequestStatusChanged envelope
+//! with the tracking id, kind, status, tenant and time, and nothing else (no
+//! identifier, no link); once announced, the outbox holds nothing unpublished.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::json;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::lifecycle::{Rcdp, tracking_id};
+use crate::on_both_backends;
+
+on_both_backends!(every_announced_status_change_is_published_once_without_personal_data);
+
+async fn every_announced_status_change_is_published_once_without_personal_data(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut events = app
+        .bus
+        .listen(
+            &app.topology().exchange,
+            "LCM.Webservice.GdprRequestStatusChanged",
+        )
+        .await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let revoked = tracking_id(
+        &rcdp
+            .register("access", "email", "zelda@example.org", "t1")
+            .await,
+    );
+    let body = json!({"reqType": "access", "reqParam": "email", "reqSource": "crm"});
+    rcdp.call(
+        "RevokeGdprActions",
+        body,
+        Some("zelda@example.org"),
+        Some("t1"),
+    )
+    .await;
+    let fulfilled = tracking_id(&rcdp.register("access", "gcrid", "G-9", "t2").await);
+    let now = Utc::now() + TimeDelta::seconds(1);
+    let timing = privacy_worker::store::Timing {
+        now,
+        due_before: now,
+        lease_until: now + TimeDelta::seconds(30),
+    };
+    let claimed = app
+        .store
+        .claim_due("test", timing)
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(claimed.lease.request_id, fulfilled);
+    assert!(app.store.complete(&claimed.lease, "{}").await.unwrap());
+
+    let got = events.take(3, Duration::from_secs(30)).await;
+    let messages: Vec<serde_json::Value> = got.iter().map(|e| e.body["message"].clone()).collect();
+    let seen: Vec<(i64, &str, &str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["trackingId"].as_i64().unwrap(),
+                m["reqType"].as_str().unwrap(),
+                m["requestStatus"].as_str().unwrap(),
+                m["tenant"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (revoked, "access", "revoked", "t1"),
+            (fulfilled, "access", "in_progress", "t2"),
+            (fulfilled, "access", "completed", "t2"),
+        ]
+    );
+    for event in &got {
+        assert_eq!(event.routing_key, "LCM.Webservice.GdprRequestStatusChanged");
+        assert_eq!(event.body["subtopic"], "GdprRequestStatusChanged");
+        let keys: Vec<&String> = event.body["message"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "trackingId",
+                "reqType",
+                "requestStatus",
+                "tenant",
+                "updatedAt"
+            ]
+        );
+        assert!(
+            !event.body.to_string().contains("zelda"),
+            "no personal data: {}",
+            event.body
+        );
+    }
+    // Marked published, so nothing is announced again.
+    let mut unpublished = app.store.unpublished_status_changes(10).await.unwrap();
+    for _ in 0..20 {
+        if unpublished.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        unpublished = app.store.unpublished_status_changes(10).await.unwrap();
+    }
+    assert!(unpublished.is_empty(), "{unpublished:?}");
+    events.assert_quiet(Duration::from_secs(1)).await;
+    app.stop().await;
+}
