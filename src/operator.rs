@@ -99,6 +99,22 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
                 Transition::Moved(_) => format!("request {id} revoked"),
             }
         }
+        RequestsAction::Retry { id, reason } => {
+            let why = if reason.is_empty() {
+                "operator retry"
+            } else {
+                reason
+            };
+            match store.retry_failed(*id, &actor, why).await? {
+                Transition::NotFound => bail!("no request {id}"),
+                Transition::NotAllowed(status) => bail!(
+                    "request {id} has status [{status}]; only requests in status [failed] can be retried"
+                ),
+                Transition::Moved(_) => {
+                    format!("request {id} put back; it will be fulfilled again")
+                }
+            }
+        }
         RequestsAction::Audit { id, json } => {
             store
                 .request_summary(*id)

@@ -80,6 +80,14 @@ pub enum RequestsAction {
         #[arg(long)]
         reason: String,
     },
+    /// Put a failed request back (it is fulfilled again, with fresh attempts).
+    Retry {
+        /// Request id.
+        id: i64,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The audit trail of one request.
     Audit {
         /// Request id.

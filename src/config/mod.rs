@@ -218,6 +218,7 @@ impl RunArgs {
                 attempts: self.fulfil_attempts,
                 lease: Duration::from_secs(60),
                 poll: Duration::from_secs(1),
+                retry_backoff: Duration::from_secs(2),
             },
             intake: IntakeSettings {
                 topology: Topology {

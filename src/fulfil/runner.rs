@@ -33,6 +33,9 @@ pub struct FulfilSettings {
     pub lease: Duration,
     /// How often the runner looks for due requests when there were none.
     pub poll: Duration,
+    /// The wait before the second attempt; it doubles for each later one (at
+    /// most five minutes).
+    pub retry_backoff: Duration,
 }
 
 /// What one call of [`Runner::try_execute_task`] did.
@@ -134,8 +137,10 @@ impl Runner {
                 false
             }
             Err(error) if error.is_transient() && lease.attempt < attempts => {
-                let backoff =
-                    Duration::from_secs(2u64.saturating_pow(lease.attempt as u32).min(300));
+                // retry_backoff before the second attempt, doubling, at most 5 min.
+                let doublings = u32::try_from(lease.attempt - 1).unwrap_or(0).min(16);
+                let backoff = self.settings.retry_backoff * 2u32.pow(doublings);
+                let backoff = backoff.min(Duration::from_secs(300));
                 let retry_at = Utc::now() + delta(backoff);
                 if self
                     .store

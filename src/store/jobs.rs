@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, decode};
+use super::{Store, StoreError, Transition, decode};
 use crate::crypto::Sealed;
 use crate::request::{Flow, IdentifierType, RequestKind, RequestStatus};
 
@@ -206,6 +206,31 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Puts a failed request back (an operator's retry): registered again, its
+    /// attempts counted afresh. The fencing still holds: the lease owner is part
+    /// of the fence and owners are unique per process start.
+    pub async fn retry_failed(
+        &self,
+        id: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Transition, StoreError> {
+        let now = Utc::now();
+        let (failed, registered) = (RequestStatus::Failed, RequestStatus::Registered);
+        let mut tx = self.begin_write().await?;
+        let Some(status) = tx.status(id).await? else {
+            return Ok(Transition::NotFound);
+        };
+        if status != failed || !tx.set_status(id, failed, registered, now).await? {
+            return Ok(Transition::NotAllowed(status));
+        }
+        tx.reset_attempts(id).await?;
+        tx.insert_event(id, now, actor, (Some(failed), registered), reason)
+            .await?;
+        tx.commit().await?;
+        Ok(Transition::Moved(failed))
     }
 
     /// Status changes not announced yet, oldest first.

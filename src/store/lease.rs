@@ -175,6 +175,25 @@ impl WriteTx {
         Ok(done == 1)
     }
 
+    /// Counts a request's attempts afresh (an operator's retry).
+    pub async fn reset_attempts(&mut self, id: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE privacy_requests SET attempts = 0, last_error = NULL, \
+            lease_owner = NULL, lease_expires_at = NULL, completed_at = NULL WHERE id = $1";
+        match self {
+            Self::Postgres(tx) => sqlx::query(SQL)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Self::Sqlite(tx) => sqlx::query(SQL)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        };
+        Ok(())
+    }
+
     /// A request's tenant and kind.
     pub async fn tenant_and_kind(&mut self, id: i64) -> Result<(String, RequestKind), StoreError> {
         let (tenant, kind): (String, String) = match self {

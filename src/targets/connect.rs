@@ -33,7 +33,7 @@ impl Targets {
             let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect(&url)
                     .await
                     .map_err(|e| classify(name, e))?;
@@ -52,7 +52,7 @@ impl Targets {
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await
                     .map_err(|e| classify(name, e))?;

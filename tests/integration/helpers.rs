@@ -172,6 +172,7 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
             attempts: 5,
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
+            retry_backoff: Duration::from_secs(2),
         },
         intake: IntakeSettings {
             topology,
