@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::FulfilError;
-use super::archive::Archive;
+use super::archive::{Archive, CHUNK};
 use super::exports::{Exports, Link};
 use super::resolve::Customer;
 use crate::datamap::DataMap;
@@ -65,9 +65,17 @@ pub async fn export(
         let names: Vec<&str> = found.columns.iter().map(String::as_str).collect();
         let mut stream = targets.rows(table, selection, &names, false);
         let mut count = 0u64;
+        let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = stream.next().await {
-            archive.row(row?).await.map_err(FulfilError::Archive)?;
+            chunk.push(row?);
             count += 1;
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                archive.rows(full).await.map_err(FulfilError::Archive)?;
+            }
+        }
+        if !chunk.is_empty() {
+            archive.rows(chunk).await.map_err(FulfilError::Archive)?;
         }
         rows.insert(name, count);
     }

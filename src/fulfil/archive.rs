@@ -18,8 +18,9 @@ use crate::targets::Cells;
 enum Piece {
     /// A new CSV file with its header row.
     File { name: String, header: Vec<String> },
-    /// A row of the current file.
-    Row(Cells),
+    /// Rows of the current file (sent in chunks: one wake-up of the writer
+    /// thread per chunk, not per row).
+    Rows(Vec<Cells>),
     /// A file written whole (the manifest).
     Whole { name: String, bytes: Vec<u8> },
 }
@@ -47,8 +48,11 @@ pub struct Archive {
     writer: tokio::task::JoinHandle<std::io::Result<Spooled>>,
 }
 
-/// Rows in flight between the database and the archive, at most.
-const IN_FLIGHT: usize = 1024;
+/// Chunks in flight between the database and the archive, at most.
+const IN_FLIGHT: usize = 8;
+
+/// Rows per chunk.
+pub const CHUNK: usize = 512;
 
 impl Archive {
     /// Starts an archive spooled to a new file in `dir`.
@@ -73,9 +77,9 @@ impl Archive {
         self.send(Piece::File { name, header }).await
     }
 
-    /// Adds a row to the current CSV file.
-    pub async fn row(&self, cells: Cells) -> std::io::Result<()> {
-        self.send(Piece::Row(cells)).await
+    /// Adds rows to the current CSV file.
+    pub async fn rows(&self, rows: Vec<Cells>) -> std::io::Result<()> {
+        self.send(Piece::Rows(rows)).await
     }
 
     /// Adds a whole file.
@@ -117,9 +121,11 @@ fn write(file: File, path: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> std::i
                 file.write_record(&header).map_err(std::io::Error::other)?;
                 loop {
                     match pieces.blocking_recv() {
-                        Some(Piece::Row(cells)) => {
-                            let cells = cells.iter().map(|c| c.as_deref().unwrap_or(""));
-                            file.write_record(cells).map_err(std::io::Error::other)?;
+                        Some(Piece::Rows(rows)) => {
+                            for cells in &rows {
+                                let cells = cells.iter().map(|c| c.as_deref().unwrap_or(""));
+                                file.write_record(cells).map_err(std::io::Error::other)?;
+                            }
                         }
                         other => {
                             next = other;
@@ -134,7 +140,7 @@ fn write(file: File, path: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> std::i
                 zip.write_all(&bytes)?;
                 next = pieces.blocking_recv();
             }
-            Piece::Row(_) => return Err(std::io::Error::other("a row before its file")),
+            Piece::Rows(_) => return Err(std::io::Error::other("rows before their file")),
         }
     }
     let mut file = zip.finish().map_err(zip_error)?;
