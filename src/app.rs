@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::amqp::{AmqpError, Broker};
 use crate::backoff::endless_backoff;
 use crate::check::{self, CheckError};
+use crate::datamap::DataMap;
 use crate::fulfil::{Exports, FulfilSettings, Runner};
 use crate::handlers::Handlers;
 use crate::intake::consumer::{self, Consumer};
@@ -33,6 +34,7 @@ use crate::relay::{self, Relay};
 use crate::settings::{BrokerSettings, WorkerSettings};
 use crate::store::{Store, StoreError};
 use crate::store_gate::StoreGate;
+use crate::targets::{TableColumns, Targets};
 
 /// A failure that stops the worker.
 #[derive(Debug, Error)]
@@ -98,10 +100,13 @@ async fn start_and_run(
             return Err(FatalError::Keys(e));
         }
     };
-    if let Err(e) = check_datamap(&settings).await {
-        store.close().await;
-        return Err(e);
-    }
+    let checked = match check_datamap(&settings).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
     let exports = match settings.datamap {
         Some(_) => match Exports::open(&settings.export_url) {
             Ok(exports) => Some(exports),
@@ -148,6 +153,7 @@ async fn start_and_run(
     if let (Some(path), Some(exports)) = (settings.datamap.clone(), exports) {
         let fulfilment = Fulfilment {
             path,
+            checked,
             store: store.clone(),
             keys,
             exports,
@@ -169,28 +175,31 @@ async fn start_and_run(
     result
 }
 
+/// A data map checked against its databases, connected.
+type Checked = (DataMap, Targets, Vec<TableColumns>);
+
 /// Checks the data map at start: a map that is wrong, or that names a table or
 /// column its database does not have, stops the worker with the reason. A
 /// customer database that does not answer is not the map's fault: the worker
-/// takes requests all the same.
-async fn check_datamap(settings: &WorkerSettings) -> Result<(), FatalError> {
+/// takes requests all the same, and fulfilment checks again until it answers.
+async fn check_datamap(settings: &WorkerSettings) -> Result<Option<Checked>, FatalError> {
     let Some(path) = &settings.datamap else {
         info!("no data map (PRIVACY_DATAMAP): requests are taken and answered, none is fulfilled");
-        return Ok(());
+        return Ok(None);
     };
     match check::connect_and_check(path).await {
-        Ok((map, targets, _)) => {
-            targets.close().await;
+        Ok(checked) => {
+            let map = &checked.0;
             info!(
                 tables = map.tables.len(),
                 databases = map.databases.len(),
                 "data map checked"
             );
-            Ok(())
+            Ok(Some(checked))
         }
         Err(e) if e.is_transient() => {
             warn!(error = %e, "a customer database does not answer; the data map is checked again later");
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(FatalError::DataMap(e)),
     }
@@ -226,6 +235,8 @@ async fn open_store(
 /// checked (again) until they do, then the runner runs.
 struct Fulfilment {
     path: std::path::PathBuf,
+    /// The map as checked at start, when its databases answered then.
+    checked: Option<Checked>,
     store: Store,
     keys: Arc<crate::crypto::Keys>,
     exports: Exports,
@@ -236,7 +247,11 @@ struct Fulfilment {
 impl Fulfilment {
     async fn run(self, token: &CancellationToken) -> Result<(), FatalError> {
         let mut delays = endless_backoff(Duration::from_secs(30));
+        let mut checked = self.checked;
         let (map, targets, columns) = loop {
+            if let Some(checked) = checked.take() {
+                break checked;
+            }
             match check::connect_and_check(&self.path).await {
                 Ok(checked) => break checked,
                 Err(e) if e.is_transient() => {

@@ -118,6 +118,8 @@ impl Runner {
             loop {
                 tokio::time::sleep(self.settings.lease / 3).await;
                 let until = Utc::now() + delta(self.settings.lease);
+                // A store that does not answer is no sign the lease was lost:
+                // keep working; the lease runs out if it stays down.
                 if !self.store.heartbeat(&lease, until).await.unwrap_or(true) {
                     return;
                 }
@@ -128,28 +130,23 @@ impl Runner {
             () = heartbeat => return Ok(Ran::LostLease(id)),
         };
         let attempts = i64::from(self.settings.attempts);
-        let held = match outcome {
+        // Each end of the attempt is a fenced write: false means the lease was
+        // lost meanwhile (taken over, or the request revoked), and nothing is written.
+        let ended = match outcome {
             Ok(result) => {
                 let done = self.store.complete(&lease, &result.to_string()).await?;
-                if done {
-                    return Ok(Ran::Completed(id));
-                }
-                false
+                done.then_some(Ran::Completed(id))
             }
             Err(error) if error.is_transient() && lease.attempt < attempts => {
                 // retry_backoff before the second attempt, doubling, at most 5 min.
                 let doublings = u32::try_from(lease.attempt - 1).unwrap_or(0).min(16);
                 let backoff = self.settings.retry_backoff * 2u32.pow(doublings);
-                let backoff = backoff.min(Duration::from_secs(300));
-                let retry_at = Utc::now() + delta(backoff);
-                if self
+                let retry_at = Utc::now() + delta(backoff.min(Duration::from_secs(300)));
+                let done = self
                     .store
                     .retry_at(&lease, retry_at, &error.reason())
-                    .await?
-                {
-                    return Ok(Ran::Retrying(id));
-                }
-                false
+                    .await?;
+                done.then_some(Ran::Retrying(id))
             }
             Err(error) => {
                 let reason = if error.is_transient() {
@@ -157,14 +154,11 @@ impl Runner {
                 } else {
                     error.reason()
                 };
-                if self.store.fail(&lease, &reason).await? {
-                    return Ok(Ran::Failed(id));
-                }
-                false
+                let done = self.store.fail(&lease, &reason).await?;
+                done.then_some(Ran::Failed(id))
             }
         };
-        debug_assert!(!held);
-        Ok(Ran::LostLease(id))
+        Ok(ended.unwrap_or(Ran::LostLease(id)))
     }
 
     /// The work of one attempt: its result, recorded with the request.

@@ -61,6 +61,26 @@ where
         .bind(now)
 }
 
+fn status_change<'q, DB: Database>(
+    id: i64,
+    tenant: &'q str,
+    kind: RequestKind,
+    status: RequestStatus,
+    at: DateTime<Utc>,
+) -> Query<'q, DB, <DB as Database>::Arguments>
+where
+    i64: Binds<'q, DB>,
+    &'q str: Binds<'q, DB>,
+    DateTime<Utc>: Binds<'q, DB>,
+{
+    sqlx::query(INSERT_STATUS_CHANGE)
+        .bind(id)
+        .bind(tenant)
+        .bind(kind.as_str())
+        .bind(status.as_str())
+        .bind(at)
+}
+
 fn fenced<'q, DB: Database>(
     sql: &'q str,
     lease: &'q Lease,
@@ -222,25 +242,14 @@ impl WriteTx {
         status: RequestStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (kind, status) = (kind.as_str(), status.as_str());
         match self {
             Self::Postgres(tx) => {
-                let q = sqlx::query(INSERT_STATUS_CHANGE)
-                    .bind(id)
-                    .bind(tenant)
-                    .bind(kind)
-                    .bind(status)
-                    .bind(at);
-                q.execute(&mut **tx).await?;
+                let query = status_change(id, tenant, kind, status, at);
+                query.execute(&mut **tx).await?;
             }
             Self::Sqlite(tx) => {
-                let q = sqlx::query(INSERT_STATUS_CHANGE)
-                    .bind(id)
-                    .bind(tenant)
-                    .bind(kind)
-                    .bind(status)
-                    .bind(at);
-                q.execute(&mut **tx).await?;
+                let query = status_change(id, tenant, kind, status, at);
+                query.execute(&mut **tx).await?;
             }
         }
         Ok(())
