@@ -108,7 +108,7 @@ async fn start_and_run(
         }
     };
     let exports = match settings.datamap {
-        Some(_) => match Exports::open(&settings.export_url) {
+        Some(_) => match Exports::open(&settings.export_url, settings.export_link_ttl) {
             Ok(exports) => Some(exports),
             Err(reason) => {
                 store.close().await;

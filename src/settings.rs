@@ -34,8 +34,10 @@ pub struct WorkerSettings {
     pub key_file: Option<PathBuf>,
     /// The data map of the customer databases; `None` fulfils nothing.
     pub datamap: Option<PathBuf>,
-    /// Where access archives go (`file:///dir`).
+    /// Where access archives go (`file:///dir`, `s3://bucket/prefix`).
     pub export_url: String,
+    /// How long an S3 download link is valid.
+    pub export_link_ttl: Duration,
     /// How fulfilment is timed.
     pub fulfil: FulfilSettings,
     /// What the intake needs for each delivery.

@@ -182,13 +182,18 @@ pub struct RunArgs {
     #[arg(long, env = "PRIVACY_FULFIL_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub fulfil_attempts: u32,
-    /// Where access archives go: `file:///some/dir` (or `file://./relative/dir`).
+    /// Where access archives go: `file:///some/dir` (or `file://./relative/dir`),
+    /// or `s3://bucket/prefix` (the usual AWS_* variables; AWS_ENDPOINT_URL for
+    /// MinIO or a test server).
     #[arg(
         long,
         env = "PRIVACY_EXPORT_URL",
         default_value = "file://./privacy-exports"
     )]
     pub export_url: String,
+    /// How long an S3 download link (a presigned GET) is valid.
+    #[arg(long, env = "PRIVACY_EXPORT_LINK_TTL", value_parser = parse_delay, default_value = "7d")]
+    pub export_link_ttl: Duration,
 }
 
 impl RunArgs {
@@ -213,6 +218,7 @@ impl RunArgs {
             key_file: self.key_file.clone(),
             datamap: self.datamap.clone(),
             export_url: self.export_url.clone(),
+            export_link_ttl: self.export_link_ttl,
             fulfil: FulfilSettings {
                 delay: self.fulfil_delay,
                 attempts: self.fulfil_attempts,

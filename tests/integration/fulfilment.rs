@@ -53,7 +53,11 @@ async fn runner(
         map: Arc::new(map),
         targets,
         columns: Arc::new(columns),
-        exports: Exports::open(&format!("file://{}", exports.display())).unwrap(),
+        exports: Exports::open(
+            &format!("file://{}", exports.display()),
+            Duration::from_secs(60),
+        )
+        .unwrap(),
         owner: format!("test-{}", uuid::Uuid::new_v4().simple()),
         settings: FulfilSettings {
             delay: Duration::ZERO,

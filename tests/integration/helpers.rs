@@ -167,6 +167,7 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
         key_file: None,
         datamap: None,
         export_url: "file://./privacy-exports".into(),
+        export_link_ttl: Duration::from_secs(7 * 86_400),
         fulfil: privacy_worker::fulfil::FulfilSettings {
             delay: Duration::from_secs(3600),
             attempts: 5,

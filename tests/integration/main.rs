@@ -21,4 +21,5 @@ mod logs;
 mod process;
 mod protocol;
 mod proxy;
+mod s3;
 mod schemas;
