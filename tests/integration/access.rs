@@ -167,6 +167,25 @@ async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend:
         "only the customer's rows"
     );
 
+    // By the other two identifier types: Ahmed by his mobile number (compared by
+    // its digits) and by his customer code.
+    for (param, value) in [("mobile", "415-555-0101"), ("customer", "C-1003")] {
+        let ahmed = tracking_id(&rcdp.register("access", param, value, "t3").await);
+        completed(&app, ahmed).await;
+        let files = unzip(&archive(exports.path(), ahmed));
+        assert!(files["crm.customers.csv"].contains("Ahmed Khan"), "{param}");
+        assert_eq!(
+            files["crm.customers.csv"].lines().count(),
+            2,
+            "{param}: only Ahmed"
+        );
+        assert_eq!(
+            files["dialer.leads.csv"].lines().count(),
+            2,
+            "{param}: his one dialer row"
+        );
+    }
+
     // The status reply: completed, with the link, its size and hash, and the counts.
     let status = rcdp.status(mary, "t1").await;
     assert_eq!(status["data"]["requestStatus"], "completed", "{status}");
@@ -185,8 +204,8 @@ async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend:
         .collect();
     assert_eq!(
         leftovers.len(),
-        4,
-        "three archives and the spool directory: {leftovers:?}"
+        6,
+        "five archives and the spool directory: {leftovers:?}"
     );
     app.stop().await;
     demo.drop().await;
