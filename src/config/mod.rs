@@ -178,6 +178,10 @@ pub struct RunArgs {
     /// `0s` fulfils at once.
     #[arg(long, env = "PRIVACY_FULFIL_DELAY", value_parser = parse_delay, default_value = "1h")]
     pub fulfil_delay: Duration,
+    /// How long a claim on a request holds without a heartbeat (every third of
+    /// it); an instance that dies loses its claims after this.
+    #[arg(long, env = "PRIVACY_FULFIL_LEASE", value_parser = parse_delay, default_value = "60s")]
+    pub fulfil_lease: Duration,
     /// Attempts a request's fulfilment gets before it is failed.
     #[arg(long, env = "PRIVACY_FULFIL_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -222,7 +226,7 @@ impl RunArgs {
             fulfil: FulfilSettings {
                 delay: self.fulfil_delay,
                 attempts: self.fulfil_attempts,
-                lease: Duration::from_secs(60),
+                lease: self.fulfil_lease.max(Duration::from_secs(1)),
                 poll: Duration::from_secs(1),
                 retry_backoff: Duration::from_secs(2),
             },

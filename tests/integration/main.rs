@@ -23,3 +23,4 @@ mod protocol;
 mod proxy;
 mod s3;
 mod schemas;
+mod takeover;

@@ -1,0 +1,180 @@
+//! Fulfilment by worker processes: a worker killed with SIGKILL in the middle of
+//! an export loses its lease, another takes the request over and writes one
+//! complete archive; two workers sharing several due requests fulfil each once,
+//! one archive each.
+
+use std::path::Path;
+use std::time::Duration;
+
+use privacy_worker::request::RequestStatus;
+use sqlx::Connection as _;
+
+use crate::datamap::DemoDatabases;
+use crate::helpers::{Backend, SAMPLE_REQUEST, TestApp, properties, test_env};
+use crate::lifecycle::{Rcdp, tracking_id};
+use crate::process::WorkerProcess;
+
+fn archives(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".zip"))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn status_becomes(app: &TestApp, id: i64, wanted: RequestStatus, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let summary = app.store.request_summary(id).await.unwrap().unwrap();
+        if summary.status == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "request {id} is {:?}, not {wanted:?}",
+            summary.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The demo map with the CRM inline, and the worker environment to fulfil it.
+fn fulfilling(
+    demo: &DemoDatabases,
+    exports: &Path,
+    lease: &str,
+) -> (std::path::PathBuf, Vec<(String, String)>) {
+    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
+    let map = demo.datamap(|m| m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline));
+    let env = vec![
+        ("PRIVACY_DATAMAP".to_owned(), map.display().to_string()),
+        (
+            "PRIVACY_EXPORT_URL".to_owned(),
+            format!("file://{}", exports.display()),
+        ),
+        ("PRIVACY_FULFIL_DELAY".to_owned(), "0s".to_owned()),
+        ("PRIVACY_FULFIL_LEASE".to_owned(), lease.to_owned()),
+    ];
+    (map, env)
+}
+
+fn start(app: &TestApp, env: &[(String, String)]) -> WorkerProcess {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    WorkerProcess::start(app, &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_export_is_taken_over_after_its_lease_and_one_complete_archive_is_written()
+ {
+    let demo = DemoDatabases::load().await;
+    let calls = 300_000;
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    let seed = format!(
+        "INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) \
+         SELECT 100 + g, 1, '2026-01-01T00:00:00Z', '14152347172', 'agent', 'a call about an invoice ' || g \
+         FROM generate_series(1, {calls}) AS g"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+        .execute(&mut crm)
+        .await
+        .unwrap();
+    let app = test_env(Backend::Postgres).await;
+    let exports = tempfile::tempdir().unwrap();
+    let (_map, env) = fulfilling(&demo, exports.path(), "3s");
+    let mut first = start(&app, &env);
+
+    let mut replies = app.replies().await;
+    app.publish(
+        "LCM.WebService.GetDataPrivacyStatusRequest",
+        SAMPLE_REQUEST.as_bytes(),
+        properties(Some("takeover"), None),
+    )
+    .await;
+    let reply = replies.take(1, Duration::from_secs(60)).await.remove(0);
+    let id: i64 = reply.response().expect("a request id").parse().unwrap();
+    status_becomes(&app, id, RequestStatus::InProgress, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.kill9().await;
+    assert!(
+        archives(exports.path()).is_empty(),
+        "killed before its archive was stored"
+    );
+
+    let mut second = start(&app, &env);
+    status_becomes(&app, id, RequestStatus::Completed, Duration::from_secs(90)).await;
+    assert_eq!(
+        archives(exports.path()),
+        [format!("privacy-export-{id}.zip")]
+    );
+    let file =
+        std::fs::File::open(exports.path().join(format!("privacy-export-{id}.zip"))).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("crm.calls.csv").unwrap(), &mut text).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1 + 2 + calls,
+        "header, John's two calls and the seeded ones"
+    );
+    let audit: Vec<String> = app
+        .store
+        .request_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert!(
+        audit.iter().any(|r| r == "attempt 2: lease taken over"),
+        "{audit:?}"
+    );
+    second.sigterm_exits_zero(Duration::from_secs(30)).await;
+    app.stop().await;
+    demo.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_sharing_several_due_requests_fulfil_each_once_with_one_archive_each() {
+    let demo = DemoDatabases::load().await;
+    let app = test_env(Backend::Postgres).await;
+    let exports = tempfile::tempdir().unwrap();
+    let (_map, env) = fulfilling(&demo, exports.path(), "60s");
+    let mut workers = [start(&app, &env), start(&app, &env)];
+    let mut rcdp = Rcdp::new(&app).await;
+    let mut ids = Vec::new();
+    for (param, value) in [
+        ("gcrid", "GCR-1001"),
+        ("gcrid", "GCR-1002"),
+        ("gcrid", "GCR-1003"),
+        ("customer", "C-1001"),
+        ("customer", "C-1002"),
+        ("customer", "C-1003"),
+    ] {
+        ids.push(tracking_id(
+            &rcdp.register("access", param, value, "t1").await,
+        ));
+    }
+    for &id in &ids {
+        status_becomes(&app, id, RequestStatus::Completed, Duration::from_secs(60)).await;
+        let events = app.store.request_events(id).await.unwrap();
+        let claims = events
+            .iter()
+            .filter(|e| e.reason == "fulfilment started")
+            .count();
+        assert_eq!(claims, 1, "request {id} claimed once: {events:?}");
+    }
+    let mut expected: Vec<String> = ids
+        .iter()
+        .map(|id| format!("privacy-export-{id}.zip"))
+        .collect();
+    expected.sort();
+    assert_eq!(archives(exports.path()), expected);
+    for worker in &mut workers {
+        worker.sigterm_exits_zero(Duration::from_secs(30)).await;
+    }
+    app.stop().await;
+    demo.drop().await;
+}
