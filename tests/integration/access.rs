@@ -210,3 +210,47 @@ async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend:
     app.stop().await;
     demo.drop().await;
 }
+
+/// A `via` that crosses databases: callbacks in the dialer's SQLite file point
+/// at the CRM's customers in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_reached_through_another_database_s_rows_is_exported() {
+    use sqlx::Connection as _;
+    let demo = DemoDatabases::load().await;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&demo.dialer);
+    let mut dialer = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE callbacks (id INTEGER PRIMARY KEY, crm_customer_id INTEGER NOT NULL, note TEXT); \
+         INSERT INTO callbacks VALUES (1, 1, 'call John back'), (2, 2, 'call Mary back'), (3, 1, 'again');",
+    )
+    .execute(&mut dialer)
+    .await
+    .unwrap();
+    dialer.close().await.unwrap();
+    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
+    let map = demo.datamap(|m| {
+        m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline)
+            + "  - table: dialer.callbacks\n    key: [id]\n    via: { crm_customer_id: crm.customers.id }\n    personal: [note]\n"
+    });
+    let exports = tempfile::tempdir().unwrap();
+    let export_url = format!("file://{}", exports.path().display());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.datamap = Some(map.clone());
+        s.export_url = export_url.clone();
+        s.fulfil.delay = Duration::ZERO;
+        s.fulfil.poll = Duration::from_millis(100);
+    })
+    .await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let john = tracking_id(&rcdp.register("access", "gcrid", "GCR-1001", "t1").await);
+    completed(&app, john).await;
+    let files = unzip(&archive(exports.path(), john));
+    assert_eq!(
+        files["dialer.callbacks.csv"],
+        "id,crm_customer_id,note\n1,1,call John back\n3,1,again\n"
+    );
+    app.stop().await;
+    demo.drop().await;
+}
