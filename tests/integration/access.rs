@@ -42,7 +42,8 @@ fn unzip(path: &Path) -> BTreeMap<String, String> {
     files
 }
 
-async fn completed(app: &TestApp, id: i64) {
+/// Waits until request `id` is completed (20 s at most); fails on `failed`.
+pub async fn completed(app: &TestApp, id: i64) {
     for _ in 0..200 {
         let summary = app.store.request_summary(id).await.unwrap().unwrap();
         match summary.status {
@@ -60,8 +61,7 @@ fn archive(dir: &Path, id: i64) -> PathBuf {
 
 async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend: Backend) {
     let demo = DemoDatabases::load().await;
-    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
-    let map = demo.datamap(|m| m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline));
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
     let exports = tempfile::tempdir().unwrap();
     let export_url = format!("file://{}", exports.path().display());
     let app = spawn_app_with(backend, |s| {
@@ -229,10 +229,8 @@ async fn a_table_reached_through_another_database_s_rows_is_exported() {
     .await
     .unwrap();
     dialer.close().await.unwrap();
-    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
-    let map = demo.datamap(|m| {
-        m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline)
-            + "  - table: dialer.callbacks\n    key: [id]\n    via: { crm_customer_id: crm.customers.id }\n    personal: [note]\n"
+    let map = demo.inline_datamap(&demo.crm_url, |m| {
+        m + "  - table: dialer.callbacks\n    key: [id]\n    via: { crm_customer_id: crm.customers.id }\n    personal: [note]\n"
     });
     let exports = tempfile::tempdir().unwrap();
     let export_url = format!("file://{}", exports.path().display());

@@ -57,13 +57,23 @@ impl DemoDatabases {
     /// The demo's data map with the CRM from CRM_DATABASE_URL and the dialer
     /// file here, edited by `edit`; returns its path.
     pub fn datamap(&self, edit: impl Fn(String) -> String) -> PathBuf {
+        self.write_map("{ url_env: CRM_DATABASE_URL }", edit)
+    }
+
+    /// The same with the CRM's URL written in the map (`crm_url`, the demo CRM's
+    /// own or one through a proxy).
+    pub fn inline_datamap(&self, crm_url: &str, edit: impl Fn(String) -> String) -> PathBuf {
+        self.write_map(&format!("{{ url: \"{crm_url}\" }}"), edit)
+    }
+
+    fn write_map(&self, crm: &str, edit: impl Fn(String) -> String) -> PathBuf {
         let demo =
             std::fs::read_to_string(format!("{}/demo/datamap.yaml", env!("CARGO_MANIFEST_DIR")))
                 .unwrap();
         let map = demo
             .replace(
                 r#"crm:    { url: "sqlite://demo/crm.db" }"#,
-                "crm:    { url_env: CRM_DATABASE_URL }",
+                &format!("crm:    {crm}"),
             )
             .replace(
                 "sqlite://demo/dialer.db",

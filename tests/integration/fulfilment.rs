@@ -35,8 +35,7 @@ async fn runner(
     exports: &Path,
     lease: Duration,
 ) -> Runner {
-    let inline = format!("crm:    {{ url: \"{crm_url}\" }}");
-    let map = demo.datamap(|m| m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline));
+    let map = demo.inline_datamap(crm_url, |m| m);
     let (map, targets, columns) = privacy_worker::check::connect_and_check(&map)
         .await
         .expect("the demo map");
@@ -189,14 +188,7 @@ async fn an_attempt_whose_holder_died_is_taken_over_and_completed_once(backend: 
         .filter(|e| e.file_name().to_string_lossy().ends_with(".zip"))
         .collect();
     assert_eq!(archives.len(), 1, "one archive");
-    let audit: Vec<String> = app
-        .store
-        .request_events(id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.reason)
-        .collect();
+    let audit = crate::helpers::audit_reasons(&app.store, id).await;
     assert!(
         audit.iter().any(|r| r == "attempt 2: lease taken over"),
         "{audit:?}"

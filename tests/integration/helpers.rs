@@ -380,6 +380,12 @@ impl TestApp {
     }
 }
 
+/// The reasons of a request's audit trail, oldest first.
+pub async fn audit_reasons(store: &Store, id: i64) -> Vec<String> {
+    let events = store.request_events(id).await.expect("the audit trail");
+    events.into_iter().map(|e| e.reason).collect()
+}
+
 /// Everything the database holds, as text: every row of every table (PostgreSQL),
 /// or the raw bytes of the database file and its WAL (SQLite).
 pub async fn dump_database(app: &TestApp) -> String {

@@ -118,13 +118,7 @@ async fn a_due_request_is_claimed_once_and_its_lease_fences_every_later_write(ba
             (id, RequestStatus::Completed)
         ]
     );
-    let audit: Vec<String> = store
-        .request_events(id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.reason)
-        .collect();
+    let audit = crate::helpers::audit_reasons(store, id).await;
     assert!(
         audit.contains(&"attempt 2: lease taken over".to_owned()),
         "{audit:?}"

@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::time::Duration;
 
-use privacy_worker::request::RequestStatus;
 use sha2::{Digest, Sha256};
 
 use crate::datamap::DemoDatabases;
@@ -45,8 +44,7 @@ async fn an_access_archive_goes_to_s3_and_its_presigned_link_downloads_it() {
     );
 
     let demo = DemoDatabases::load().await;
-    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
-    let map = demo.datamap(|m| m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline));
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.datamap = Some(map.clone());
         s.export_url = format!("s3://{bucket}/privacy/exports");
@@ -64,19 +62,7 @@ async fn an_access_archive_goes_to_s3_and_its_presigned_link_downloads_it() {
     .await;
     let reply = replies.take(1, Duration::from_secs(30)).await.remove(0);
     let id: i64 = reply.response().expect("a request id").parse().unwrap();
-    for _ in 0..200 {
-        let summary = app.store.request_summary(id).await.unwrap().unwrap();
-        assert_ne!(
-            summary.status,
-            RequestStatus::Failed,
-            "{:?}",
-            summary.last_error
-        );
-        if summary.status == RequestStatus::Completed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::access::completed(&app, id).await;
     let mut rcdp = Rcdp::new(&app).await;
     let status = rcdp.status(id, "default").await;
     let download = &status["data"]["result"]["download"];

@@ -47,8 +47,7 @@ fn fulfilling(
     exports: &Path,
     lease: &str,
 ) -> (std::path::PathBuf, Vec<(String, String)>) {
-    let inline = format!("crm:    {{ url: \"{}\" }}", demo.crm_url);
-    let map = demo.datamap(|m| m.replace("crm:    { url_env: CRM_DATABASE_URL }", &inline));
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
     let env = vec![
         ("PRIVACY_DATAMAP".to_owned(), map.display().to_string()),
         (
@@ -119,14 +118,7 @@ async fn a_worker_killed_mid_export_is_taken_over_after_its_lease_and_one_comple
         1 + 2 + calls,
         "header, John's two calls and the seeded ones"
     );
-    let audit: Vec<String> = app
-        .store
-        .request_events(id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.reason)
-        .collect();
+    let audit = crate::helpers::audit_reasons(&app.store, id).await;
     assert!(
         audit.iter().any(|r| r == "attempt 2: lease taken over"),
         "{audit:?}"
