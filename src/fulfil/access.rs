@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{SecondsFormat, Utc};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde_json::json;
 
 use super::FulfilError;
@@ -14,7 +15,7 @@ use super::archive::{Archive, CHUNK};
 use super::exports::{Exports, Link};
 use super::resolve::Customer;
 use crate::datamap::DataMap;
-use crate::targets::{TableColumns, Targets};
+use crate::targets::{Cells, CsvPiece, TableColumns, TargetError, Targets};
 
 /// What an access export produced: the result recorded with the request.
 #[derive(Debug, Clone)]
@@ -44,16 +45,33 @@ impl AccessResult {
     }
 }
 
+/// Which attempt of which request an export is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// The request.
+    pub request_id: i64,
+    /// Its attempt (the lease's fencing token): names the spool file.
+    pub attempt: i64,
+    /// Its tenant, for the manifest.
+    pub tenant: &'a str,
+}
+
 /// Exports the customer's rows of every table.
 pub async fn export(
     map: &DataMap,
     targets: &Targets,
     columns: &[TableColumns],
     customer: &Customer,
-    (request_id, tenant): (i64, &str),
+    job: Job<'_>,
     exports: &Exports,
 ) -> Result<AccessResult, FulfilError> {
-    let archive = Archive::create(&exports.spool).map_err(FulfilError::Archive)?;
+    let Job {
+        request_id,
+        attempt,
+        tenant,
+    } = job;
+    let archive =
+        Archive::create(&exports.spool, request_id, attempt).map_err(FulfilError::Archive)?;
     let mut rows = BTreeMap::new();
     for (table, found) in map.tables.iter().zip(columns) {
         let name = format!("{}.csv", table.table);
@@ -63,20 +81,10 @@ pub async fn export(
             .map_err(FulfilError::Archive)?;
         let selection = &customer.selections[&table.table];
         let names: Vec<&str> = found.columns.iter().map(String::as_str).collect();
-        let mut stream = targets.rows(table, selection, &names, false);
-        let mut count = 0u64;
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while let Some(row) = stream.next().await {
-            chunk.push(row?);
-            count += 1;
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                archive.rows(full).await.map_err(FulfilError::Archive)?;
-            }
-        }
-        if !chunk.is_empty() {
-            archive.rows(chunk).await.map_err(FulfilError::Archive)?;
-        }
+        let count = match targets.csv_rows(table, selection, &names) {
+            Some(records) => copy_records(&archive, records).await?,
+            None => send_rows(&archive, targets.rows(table, selection, &names, false)).await?,
+        };
         rows.insert(name, count);
     }
     let manifest = json!({
@@ -102,4 +110,42 @@ pub async fn export(
         sha256: spooled.sha256.clone(),
         rows,
     })
+}
+
+/// Hands the archive records PostgreSQL wrote as CSV; returns how many.
+async fn copy_records(
+    archive: &Archive,
+    mut records: BoxStream<'_, Result<CsvPiece, TargetError>>,
+) -> Result<u64, FulfilError> {
+    let mut count = 0;
+    while let Some(piece) = records.next().await {
+        let piece = piece?;
+        count += piece.records;
+        archive
+            .csv(piece.bytes)
+            .await
+            .map_err(FulfilError::Archive)?;
+    }
+    Ok(count)
+}
+
+/// Hands the archive rows as cells, in chunks; returns how many.
+async fn send_rows(
+    archive: &Archive,
+    mut stream: BoxStream<'_, Result<Cells, TargetError>>,
+) -> Result<u64, FulfilError> {
+    let mut count = 0;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(row) = stream.next().await {
+        chunk.push(row?);
+        count += 1;
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            archive.rows(full).await.map_err(FulfilError::Archive)?;
+        }
+    }
+    if !chunk.is_empty() {
+        archive.rows(chunk).await.map_err(FulfilError::Archive)?;
+    }
+    Ok(count)
 }

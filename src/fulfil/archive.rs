@@ -21,6 +21,8 @@ enum Piece {
     /// Rows of the current file (sent in chunks: one wake-up of the writer
     /// thread per chunk, not per row).
     Rows(Vec<Cells>),
+    /// Records of the current file, already CSV (PostgreSQL's `COPY`).
+    Csv(Vec<u8>),
     /// A file written whole (the manifest).
     Whole { name: String, bytes: Vec<u8> },
 }
@@ -55,10 +57,30 @@ const IN_FLIGHT: usize = 8;
 pub const CHUNK: usize = 512;
 
 impl Archive {
-    /// Starts an archive spooled to a new file in `dir`.
-    pub fn create(dir: &Path) -> std::io::Result<Self> {
+    /// Starts the archive of attempt `attempt` of request `request_id`,
+    /// spooled to a file of its own in `dir`. The spool files of the request's
+    /// earlier attempts are removed first: their owners were killed or lost
+    /// the lease (which fences whatever they would still write), and nothing
+    /// else would ever remove them.
+    pub fn create(dir: &Path, request_id: i64, attempt: i64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!(".spool-{}.zip", uuid::Uuid::new_v4().simple()));
+        let prefix = format!(".spool-{request_id}-");
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let earlier = name
+                .to_str()
+                .and_then(|n| {
+                    n.strip_prefix(&prefix)?
+                        .strip_suffix(".zip")?
+                        .parse::<i64>()
+                        .ok()
+                })
+                .is_some_and(|a| a < attempt);
+            if earlier {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+        }
+        let path = dir.join(format!("{prefix}{attempt}.zip"));
         let file = File::create(&path)?;
         let (pieces, received) = mpsc::channel(IN_FLIGHT);
         let writer = tokio::task::spawn_blocking(move || write(file, path, received));
@@ -82,6 +104,11 @@ impl Archive {
         self.send(Piece::Rows(rows)).await
     }
 
+    /// Adds records, already CSV with CRLF line breaks, to the current file.
+    pub async fn csv(&self, records: Vec<u8>) -> std::io::Result<()> {
+        self.send(Piece::Csv(records)).await
+    }
+
     /// Adds a whole file.
     pub async fn whole(&self, name: String, bytes: Vec<u8>) -> std::io::Result<()> {
         self.send(Piece::Whole { name, bytes }).await
@@ -94,8 +121,41 @@ impl Archive {
     }
 }
 
+/// ZIP entries carry a date and time without a zone: the export's, in UTC.
+fn zip_time(now: chrono::DateTime<chrono::Utc>) -> zip::DateTime {
+    use chrono::{Datelike, Timelike};
+    let part = |n: u32| u8::try_from(n).unwrap_or(0);
+    u16::try_from(now.year())
+        .ok()
+        .and_then(|year| {
+            zip::DateTime::from_date_and_time(
+                year,
+                part(now.month()),
+                part(now.day()),
+                part(now.hour()),
+                part(now.minute()),
+                part(now.second()),
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
 fn zip_error(e: zip::result::ZipError) -> std::io::Error {
     std::io::Error::other(e)
+}
+
+/// Writes records through the `csv` crate (RFC 4180, CRLF).
+fn write_records<W: Write, R: IntoIterator<Item = impl AsRef<[u8]>>>(
+    out: &mut W,
+    csv: &csv::WriterBuilder,
+    records: impl IntoIterator<Item = R>,
+) -> std::io::Result<()> {
+    let mut writer = csv.from_writer(out);
+    for record in records {
+        writer.write_record(record).map_err(std::io::Error::other)?;
+    }
+    writer.flush()
 }
 
 /// The writer thread: pieces in, a finished, hashed archive out.
@@ -108,39 +168,27 @@ fn write(file: File, path: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> std::i
     let mut zip = ZipWriter::new(BufWriter::new(file));
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
+        .last_modified_time(zip_time(chrono::Utc::now()))
         .large_file(true);
     let mut csv = csv::WriterBuilder::new();
     csv.terminator(csv::Terminator::CRLF);
-    let mut next = pieces.blocking_recv();
-    while let Some(piece) = next.take() {
+    while let Some(piece) = pieces.blocking_recv() {
         match piece {
-            // A CSV file: its header, then its rows until the next piece.
             Piece::File { name, header } => {
                 zip.start_file(name, options).map_err(zip_error)?;
-                let mut file = csv.from_writer(&mut zip);
-                file.write_record(&header).map_err(std::io::Error::other)?;
-                loop {
-                    match pieces.blocking_recv() {
-                        Some(Piece::Rows(rows)) => {
-                            for cells in &rows {
-                                let cells = cells.iter().map(|c| c.as_deref().unwrap_or(""));
-                                file.write_record(cells).map_err(std::io::Error::other)?;
-                            }
-                        }
-                        other => {
-                            next = other;
-                            break;
-                        }
-                    }
-                }
-                file.flush()?;
+                write_records(&mut zip, &csv, std::iter::once(header))?;
             }
+            Piece::Rows(rows) => write_records(
+                &mut zip,
+                &csv,
+                rows.into_iter()
+                    .map(|cells| cells.into_iter().map(Option::unwrap_or_default)),
+            )?,
+            Piece::Csv(records) => zip.write_all(&records)?,
             Piece::Whole { name, bytes } => {
                 zip.start_file(name, options).map_err(zip_error)?;
                 zip.write_all(&bytes)?;
-                next = pieces.blocking_recv();
             }
-            Piece::Rows(_) => return Err(std::io::Error::other("rows before their file")),
         }
     }
     let mut file = zip.finish().map_err(zip_error)?;

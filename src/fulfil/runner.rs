@@ -167,13 +167,17 @@ impl Runner {
         let customer = resolve(&self.map, &self.targets, identifiers).await?;
         match claimed.kind {
             RequestKind::Access => {
-                let owner = (claimed.lease.request_id, claimed.tenant.as_str());
+                let job = access::Job {
+                    request_id: claimed.lease.request_id,
+                    attempt: claimed.lease.attempt,
+                    tenant: &claimed.tenant,
+                };
                 let result = access::export(
                     &self.map,
                     &self.targets,
                     &self.columns,
                     &customer,
-                    owner,
+                    job,
                     &self.exports,
                 )
                 .await?;

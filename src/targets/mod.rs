@@ -5,8 +5,10 @@
 //! binds every value.
 
 mod connect;
+mod copy;
 mod rows;
 
+pub use copy::CsvPiece;
 pub use rows::{Cells, Selection};
 
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ pub enum Selection {
 /// A row as text cells, `None` for NULL.
 pub type Cells = Vec<Option<String>>;
 
-fn quoted(name: &str) -> String {
+pub(super) fn quoted(name: &str) -> String {
     format!("\"{name}\"")
 }
 
@@ -50,51 +50,69 @@ fn normalized(kind: IdentifierType, column: &str, pool: &Pool) -> String {
     }
 }
 
-/// The WHERE clause of a selection and its values, numbered from `$1`.
-fn where_clause(table: &TableMap, selection: &Selection, pool: &Pool) -> (String, Vec<String>) {
+/// How a WHERE clause carries its values.
+pub(super) enum Mark<'a> {
+    /// As bind parameters, numbered from `$1` (every statement but `COPY`).
+    Bind,
+    /// Written as literals by this function (`COPY`, which takes no parameters).
+    Literal(&'a dyn Fn(&str) -> Result<String, TargetError>),
+}
+
+/// The WHERE clause of a selection and the values to bind to it.
+pub(super) fn where_clause(
+    table: &TableMap,
+    selection: &Selection,
+    pool: &Pool,
+    mark: Mark<'_>,
+) -> Result<(String, Vec<String>), TargetError> {
     let mut values = Vec::new();
     let mut placeholders = |items: &mut dyn Iterator<Item = &String>| {
-        let marks: Vec<String> = items
-            .map(|v| {
-                values.push(v.clone());
-                format!("${}", values.len())
+        let marks = items
+            .map(|v| match &mark {
+                Mark::Bind => {
+                    values.push(v.clone());
+                    Ok(format!("${}", values.len()))
+                }
+                Mark::Literal(literal) => literal(v),
             })
-            .collect();
-        marks.join(", ")
+            .collect::<Result<Vec<String>, TargetError>>()?;
+        Ok::<_, TargetError>(marks.join(", "))
     };
-    let clauses: Vec<String> = match selection {
-        Selection::Matching(identifiers) => table
-            .matches
-            .iter()
-            .filter_map(|(kind, column)| {
+    let mut clauses = Vec::new();
+    match selection {
+        Selection::Matching(identifiers) => {
+            for (kind, column) in &table.matches {
                 let mut of_kind = identifiers
                     .iter()
                     .filter(|(k, _)| k == kind)
                     .map(|(_, v)| v)
                     .peekable();
-                of_kind.peek()?;
-                let marks = placeholders(&mut of_kind);
-                Some(format!("{} IN ({marks})", normalized(*kind, column, pool)))
-            })
-            .collect(),
+                if of_kind.peek().is_none() {
+                    continue;
+                }
+                let marks = placeholders(&mut of_kind)?;
+                clauses.push(format!("{} IN ({marks})", normalized(*kind, column, pool)));
+            }
+        }
         Selection::Via(targets) if !targets.is_empty() => {
             let via = table
                 .via
                 .as_ref()
                 .expect("a via selection is for a via table");
-            let marks = placeholders(&mut targets.iter());
-            vec![format!(
+            let marks = placeholders(&mut targets.iter())?;
+            clauses.push(format!(
                 "CAST({} AS TEXT) IN ({marks})",
                 quoted(&via.column)
-            )]
+            ));
         }
-        Selection::Via(_) => Vec::new(),
-    };
-    if clauses.is_empty() {
-        ("1 = 0".to_owned(), values)
-    } else {
-        (clauses.join(" OR "), values)
+        Selection::Via(_) => {}
     }
+    let clause = if clauses.is_empty() {
+        "1 = 0".to_owned()
+    } else {
+        clauses.join(" OR ")
+    };
+    Ok((clause, values))
 }
 
 impl Targets {
@@ -126,7 +144,10 @@ impl Targets {
             Ok(pool) => pool,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        let (clause, values) = where_clause(table, selection, pool);
+        let (clause, values) = match where_clause(table, selection, pool, Mark::Bind) {
+            Ok(clause) => clause,
+            Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
+        };
         let selected: Vec<String> = columns
             .iter()
             .map(|c| format!("CAST({} AS TEXT)", quoted(c)))

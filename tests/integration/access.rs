@@ -55,22 +55,28 @@ pub async fn completed(app: &TestApp, id: i64) {
     panic!("request {id} was not fulfilled within 20 s");
 }
 
-fn archive(dir: &Path, id: i64) -> PathBuf {
+/// A worker fulfilling `map` at once into an export directory of its own.
+pub async fn exporting(backend: Backend, map: &Path) -> (TestApp, tempfile::TempDir) {
+    let exports = tempfile::tempdir().unwrap();
+    let export_url = format!("file://{}", exports.path().display());
+    let app = spawn_app_with(backend, |s| {
+        s.datamap = Some(map.to_owned());
+        s.export_url = export_url.clone();
+        s.fulfil.delay = Duration::ZERO;
+        s.fulfil.poll = Duration::from_millis(100);
+    })
+    .await;
+    (app, exports)
+}
+
+pub fn archive(dir: &Path, id: i64) -> PathBuf {
     dir.join(format!("privacy-export-{id}.zip"))
 }
 
 async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend: Backend) {
     let demo = DemoDatabases::load().await;
     let map = demo.inline_datamap(&demo.crm_url, |m| m);
-    let exports = tempfile::tempdir().unwrap();
-    let export_url = format!("file://{}", exports.path().display());
-    let app = spawn_app_with(backend, |s| {
-        s.datamap = Some(map.clone());
-        s.export_url = export_url.clone();
-        s.fulfil.delay = Duration::ZERO;
-        s.fulfil.poll = Duration::from_millis(100);
-    })
-    .await;
+    let (app, exports) = exporting(backend, &map).await;
 
     // The seed's own sample: John Smith, by AccountNumber (and his phone).
     let mut replies = app.replies().await;
@@ -232,15 +238,7 @@ async fn a_table_reached_through_another_database_s_rows_is_exported() {
     let map = demo.inline_datamap(&demo.crm_url, |m| {
         m + "  - table: dialer.callbacks\n    key: [id]\n    via: { crm_customer_id: crm.customers.id }\n    personal: [note]\n"
     });
-    let exports = tempfile::tempdir().unwrap();
-    let export_url = format!("file://{}", exports.path().display());
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.datamap = Some(map.clone());
-        s.export_url = export_url.clone();
-        s.fulfil.delay = Duration::ZERO;
-        s.fulfil.poll = Duration::from_millis(100);
-    })
-    .await;
+    let (app, exports) = exporting(Backend::Sqlite, &map).await;
     let mut rcdp = Rcdp::new(&app).await;
     let john = tracking_id(&rcdp.register("access", "gcrid", "GCR-1001", "t1").await);
     completed(&app, john).await;
@@ -249,6 +247,71 @@ async fn a_table_reached_through_another_database_s_rows_is_exported() {
         files["dialer.callbacks.csv"],
         "id,crm_customer_id,note\n1,1,call John back\n3,1,again\n"
     );
+    app.stop().await;
+    demo.drop().await;
+}
+
+/// On PostgreSQL the rows are written by `COPY`, which takes no bind
+/// parameters: an identifier holding a quote and a backslash still selects
+/// exactly its customer, and cells with line breaks, quotes, an empty string
+/// and NULL come out as RFC 4180 records, each ending with CRLF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_need_quoting_are_exported_as_written() {
+    use chrono::Datelike as _;
+    use sqlx::Connection as _;
+    let demo = DemoDatabases::load().await;
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    sqlx::raw_sql(
+        r#"INSERT INTO customers (id, account_number, customer_code, full_name, email) VALUES
+             (4, 'acc-4', 'O''Hara\', 'Siobhán O''Hara', ''),
+             (5, 'acc-5', 'O''Hara\'' OR ''1''=''1', 'Someone Else', NULL);
+           INSERT INTO calls (id, customer_id, started_at, agent_id, notes) VALUES
+             (10, 4, '2026-11-03T10:00:00Z', 'lena', E'first line\nsecond line'),
+             (11, 4, '2026-11-04T10:00:00Z', 'lena', E'windows\r\nline, "quoted"'),
+             (12, 5, '2026-11-04T11:00:00Z', 'lena', 'not hers');"#,
+    )
+    .execute(&mut crm)
+    .await
+    .unwrap();
+    crm.close().await.unwrap();
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
+    let (app, exports) = exporting(Backend::Sqlite, &map).await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let id = tracking_id(&rcdp.register("access", "customer", r"O'Hara\", "t1").await);
+    completed(&app, id).await;
+
+    let file = std::fs::File::open(archive(exports.path(), id)).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let mut calls = Vec::new();
+    zip.by_name("crm.calls.csv")
+        .unwrap()
+        .read_to_end(&mut calls)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(calls).unwrap(),
+        "id,customer_id,started_at,caller_number,agent_id,notes\r\n\
+         10,4,2026-11-03T10:00:00Z,,lena,\"first line\nsecond line\"\r\n\
+         11,4,2026-11-04T10:00:00Z,,lena,\"windows\r\nline, \"\"quoted\"\"\"\r\n"
+    );
+    let mut customers = String::new();
+    zip.by_name("crm.customers.csv")
+        .unwrap()
+        .read_to_string(&mut customers)
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(customers.as_bytes());
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 1, "only hers: {customers}");
+    assert_eq!(&records[0][3], r"O'Hara\");
+    assert_eq!(&records[0][4], "Siobhán O'Hara");
+    assert_eq!(&records[0][5], "", "the empty e-mail");
+    let dated = zip.by_name("manifest.json").unwrap().last_modified();
+    let year = i32::from(dated.expect("a date").year());
+    assert!(
+        (year - chrono::Utc::now().year()).abs() <= 1,
+        "dated when written, not 1980: {dated:?}"
+    );
+    let status = rcdp.status(id, "t1").await;
+    assert_eq!(status["data"]["result"]["rows"]["crm.calls.csv"], 2);
     app.stop().await;
     demo.drop().await;
 }

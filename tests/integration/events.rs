@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::helpers::{Backend, spawn_app};
 use crate::lifecycle::{Rcdp, tracking_id};
 use crate::on_both_backends;
+use crate::schemas::STATUS_CHANGED;
 
 on_both_backends!(every_announced_status_change_is_published_once_without_personal_data);
 
@@ -76,6 +77,11 @@ async fn every_announced_status_change_is_published_once_without_personal_data(b
     );
     for event in &got {
         assert_eq!(event.routing_key, "LCM.Webservice.GdprRequestStatusChanged");
+        let errors: Vec<String> = STATUS_CHANGED
+            .iter_errors(&event.body)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", event.body);
         assert_eq!(event.body["subtopic"], "GdprRequestStatusChanged");
         let keys: Vec<&String> = event.body["message"].as_object().unwrap().keys().collect();
         assert_eq!(

@@ -23,6 +23,8 @@ fn load(file: &str) -> Validator {
 pub static ENVELOPE: LazyLock<Validator> = LazyLock::new(|| load("envelope.schema.json"));
 pub static REQUEST: LazyLock<Validator> = LazyLock::new(|| load("privacy-request.schema.json"));
 pub static REPLY: LazyLock<Validator> = LazyLock::new(|| load("reply.schema.json"));
+pub static STATUS_CHANGED: LazyLock<Validator> =
+    LazyLock::new(|| load("status-changed.schema.json"));
 
 #[test]
 fn the_rcdp_documents_bodies_validate_against_the_rcdp_schemas() {
@@ -134,6 +136,7 @@ fn the_asyncapi_document_describes_the_worker_s_default_names() {
     for expected in [
         "LCM.{topic}.GetDataPrivacyStatusRequest",
         "LCM.{topic}.SetDataPrivacyStatusResponse",
+        "LCM.Webservice.GdprRequestStatusChanged",
     ] {
         assert!(
             addresses.iter().any(|a| a == expected),
@@ -156,4 +159,21 @@ fn the_asyncapi_document_describes_the_worker_s_default_names() {
     }
     let operations = doc["operations"].as_hash().expect("operations");
     assert!(operations.len() >= 2);
+}
+
+#[test]
+fn the_status_changed_schema_takes_its_example_and_refuses_anything_more() {
+    let path = format!(
+        "{}/schemas/status-changed.schema.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let example = schema["examples"][0].clone();
+    assert!(STATUS_CHANGED.is_valid(&example), "{example}");
+    let mut with_email = example.clone();
+    with_email["message"]["email"] = "zelda@example.org".into();
+    assert!(!STATUS_CHANGED.is_valid(&with_email), "an extra key");
+    let mut registered = example;
+    registered["message"]["requestStatus"] = "registered".into();
+    assert!(!STATUS_CHANGED.is_valid(&registered), "not announced");
 }

@@ -118,6 +118,15 @@ async fn a_worker_killed_mid_export_is_taken_over_after_its_lease_and_one_comple
         1 + 2 + calls,
         "header, John's two calls and the seeded ones"
     );
+    let spooled: Vec<_> = std::fs::read_dir(exports.path().join(".spool"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        spooled.is_empty(),
+        "the killed worker's spool file is gone too: {spooled:?}"
+    );
     let audit = crate::helpers::audit_reasons(&app.store, id).await;
     assert!(
         audit.iter().any(|r| r == "attempt 2: lease taken over"),
