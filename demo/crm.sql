@@ -23,6 +23,16 @@ CREATE TABLE calls (
     notes         TEXT
 );
 
+-- Kept for the accountants when a customer is forgotten (the data map anonymizes
+-- them): so the link to the customer goes when the customer's row does.
+CREATE TABLE invoices (
+    id           INTEGER PRIMARY KEY,
+    customer_id  INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+    issued_on    TEXT NOT NULL,
+    billing_name TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL
+);
+
 CREATE TABLE campaigns (
     id   INTEGER PRIMARY KEY,
     name TEXT NOT NULL
@@ -46,6 +56,11 @@ INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) 
     (2, 1, '2026-11-20T16:40:00Z', '14152347172', 'rajat', 'Asked for all personal information held about him'),
     (3, 2, '2026-11-05T11:02:00Z', '442079460958', 'lena', 'Moving house, new address to follow'),
     (4, 3, '2026-11-07T08:30:00Z', '4155550101', 'rajat', NULL);
+
+INSERT INTO invoices (id, customer_id, issued_on, billing_name, amount_cents) VALUES
+    (1, 1, '2026-10-31', 'John Smith', 4599),
+    (2, 1, '2026-11-30', 'John Smith', 4599),
+    (3, 2, '2026-11-30', 'Mary Jones', 2999);
 
 INSERT INTO campaigns (id, name) VALUES (1, 'Winter broadband'), (2, 'Loyalty 2026');
 

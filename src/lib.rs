@@ -21,10 +21,12 @@
 //! - [`intake`]: the intake subsystem: what happens to one delivery, from bytes to
 //!   acknowledgement, and the consume loop (`intake::consumer`).
 //! - [`check`]: `datamap check`, and the data map's checks at start.
-//! - [`fulfil`]: the job runner subsystem: claims due requests, fulfils them (access export).
+//! - [`fulfil`]: the job runner subsystem: claims due requests, fulfils them (access
+//!   export, forget, pseudonymization).
 //! - [`relay`]: the outbox relay subsystem: announces status changes on the bus.
 //! - [`dlq`]: the `dlq list | replay` subcommands for the dead queue.
 //! - [`operator`]: the `requests list | show | revoke | audit` subcommands.
+//! - [`ledger`]: the `ledger replay` subcommand: the erasure ledger applied again.
 //! - [`send`]: the `send` subcommand, a one-minute tour of the request/reply loop.
 
 pub mod amqp;
@@ -39,6 +41,7 @@ pub mod fulfil;
 pub mod handlers;
 pub mod intake;
 pub mod keyring;
+pub mod ledger;
 pub mod operator;
 pub mod protocol;
 pub mod relay;

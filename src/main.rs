@@ -55,6 +55,16 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Ledger(args)) => match privacy_worker::ledger::run(&args).await {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("privacy-worker ledger: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Keygen { path }) => {
             if path.exists() {
                 eprintln!(

@@ -4,8 +4,6 @@
 //! Nothing here prints personal data unless `show --reveal` asks for it, and that
 //! request is itself written to the request's audit trail, with who and why.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
@@ -17,13 +15,9 @@ use crate::store::{Store, StoreSettings, Transition};
 
 /// Runs one operator action and returns what to print.
 pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
-    let store = Store::connect(&StoreSettings {
-        url: args.database_url.clone(),
-        max_connections: 2,
-        acquire_timeout: Duration::from_secs(10),
-    })
-    .await
-    .context("opening the store")?;
+    let store = Store::connect(&StoreSettings::for_command(&args.database_url))
+        .await
+        .context("opening the store")?;
     let actor = format!("operator:{}", args.operator);
     let output = match &args.action {
         RequestsAction::List {

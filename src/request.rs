@@ -202,6 +202,36 @@ macro_rules! display_as_stored {
 }
 display_as_stored!(RequestKind, Flow, IdentifierType, RequestStatus);
 
+/// What a fulfilment does to one of the customer's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RowAction {
+    /// Forget, `delete` table: the row goes.
+    Delete,
+    /// Forget, `anonymize` table: personal columns nulled (a pseudonym where
+    /// the column may not be null).
+    Anonymize,
+    /// Pseudonymization: personal columns replaced by pseudonyms.
+    Pseudonymize,
+}
+
+impl RowAction {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Anonymize => "anonymize",
+            Self::Pseudonymize => "pseudonymize",
+        }
+    }
+
+    /// From its stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Delete, Self::Anonymize, Self::Pseudonymize]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The options of the operator commands: `datamap`, `requests` and `dlq`.
+//! The options of the operator commands: `datamap`, `requests`, `ledger` and `dlq`.
 
 use clap::{Args, Subcommand};
 
@@ -20,6 +20,42 @@ pub enum DatamapAction {
         /// The data map (YAML).
         #[arg(long, env = "PRIVACY_DATAMAP")]
         datamap: std::path::PathBuf,
+    },
+}
+
+/// Options of `ledger`.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// The store, as for `run`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://privacy-worker.db"
+    )]
+    pub database_url: String,
+    /// Key file, as for `run` (its pseudonym key rewrites columns that may not be NULL).
+    #[arg(long, env = "PRIVACY_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The data map, as for `run`.
+    #[arg(long, env = "PRIVACY_DATAMAP")]
+    pub datamap: std::path::PathBuf,
+    #[command(subcommand)]
+    pub action: LedgerAction,
+}
+
+/// What to do with the erasure ledger.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LedgerAction {
+    /// Apply every recorded erasure again (after a customer database was
+    /// restored from a backup): the same rows are deleted or rewritten again;
+    /// a second run changes nothing.
+    Replay {
+        /// Only this database of the data map.
+        #[arg(long)]
+        database: Option<String>,
+        /// Only erasures done at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 

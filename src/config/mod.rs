@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod commands;
 
-pub use commands::{DatamapAction, DatamapArgs, DlqAction, DlqArgs, RequestsAction, RequestsArgs};
+pub use commands::{
+    DatamapAction, DatamapArgs, DlqAction, DlqArgs, LedgerAction, LedgerArgs, RequestsAction,
+    RequestsArgs,
+};
 
 use crate::amqp::Topology;
 use crate::fulfil::FulfilSettings;
@@ -63,6 +66,8 @@ pub enum Command {
     Requests(RequestsArgs),
     /// Check the data map against the customer databases, without starting.
     Datamap(DatamapArgs),
+    /// Apply the erasure ledger again, after a customer database was restored.
+    Ledger(LedgerArgs),
     /// Create a key file with fresh random keys (owner-only); refuses to overwrite.
     Keygen {
         /// Where to write it, e.g. /etc/privacy-worker/keys.json.

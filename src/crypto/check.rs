@@ -14,6 +14,8 @@ pub enum KeyPurpose {
     Encryption,
     /// Keys the blind index of identifiers (HMAC-SHA256); one, never rotated.
     Index,
+    /// Keys the pseudonyms written into the customer databases; one, never rotated.
+    Pseudonym,
 }
 
 impl KeyPurpose {
@@ -22,6 +24,7 @@ impl KeyPurpose {
         match self {
             Self::Encryption => "encryption",
             Self::Index => "index",
+            Self::Pseudonym => "pseudonym",
         }
     }
 
@@ -30,6 +33,7 @@ impl KeyPurpose {
         match text {
             "encryption" => Some(Self::Encryption),
             "index" => Some(Self::Index),
+            "pseudonym" => Some(Self::Pseudonym),
             _ => None,
         }
     }
@@ -68,6 +72,7 @@ pub fn unrecorded_keys(recorded: &[KeyCheck], keys: &Keys) -> Result<Vec<KeyChec
         let what = match old.purpose {
             KeyPurpose::Encryption => format!("encryption key {}", old.key_id),
             KeyPurpose::Index => "the index key".to_owned(),
+            KeyPurpose::Pseudonym => format!("pseudonym key {}", old.key_id),
         };
         let same_id = keys
             .checks
@@ -128,6 +133,7 @@ mod tests {
             current: current.to_owned(),
             keys,
             index_key: hex::encode([index; 32]),
+            pseudonym_key: None,
         };
         std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
         Keys::load(&path).unwrap()

@@ -2,9 +2,13 @@
 //! and a keyed blind index (HMAC-SHA256) for lookups and duplicate checks.
 //!
 //! Keys come from a key file (JSON: `{"current": "k1", "keys": {"k1": "<64 hex>"},
-//! "index_key": "<64 hex>"}`). Rotation adds a key and makes it current; older
-//! keys stay to decrypt older rows. The index key cannot rotate without
-//! re-indexing, so it is separate. Each key has a check value ([`KeyCheck`]) that
+//! "index_key": "<64 hex>", "pseudonym_key": {"id": "p1", "key": "<64 hex>"}}`).
+//! Rotation adds a key and makes it current; older keys stay to decrypt older
+//! rows. The index key cannot rotate without re-indexing, so it is separate; so
+//! is the pseudonym key ([`pseudonym`]), which keys the pseudonyms written into
+//! the customer databases and cannot rotate without breaking their joins. A key
+//! file written before pseudonyms existed has none and still loads: the worker
+//! runs, and a pseudonymization fails saying the key is missing. Each key has a check value ([`KeyCheck`]) that
 //! the store records, so a key file that is not the one the data was written
 //! with is refused at start ([`unrecorded_keys`]).
 
@@ -23,6 +27,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 mod check;
+pub mod pseudonym;
 
 use check::{INDEX_KEY_ID, check_value};
 pub use check::{KeyCheck, KeyPurpose, unrecorded_keys};
@@ -53,6 +58,15 @@ struct KeyFile {
     current: String,
     keys: BTreeMap<String, String>,
     index_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pseudonym_key: Option<NamedKey>,
+}
+
+/// A key with its id.
+#[derive(Serialize, Deserialize)]
+struct NamedKey {
+    id: String,
+    key: String,
 }
 
 /// An encrypted value and the id of the key that encrypted it.
@@ -70,6 +84,7 @@ pub struct Keys {
     current: String,
     ciphers: BTreeMap<String, Aes256Gcm>,
     index_key: Vec<u8>,
+    pseudonym_key: Option<Vec<u8>>,
     checks: Vec<KeyCheck>,
 }
 
@@ -121,10 +136,23 @@ impl Keys {
             key_id: INDEX_KEY_ID.to_owned(),
             check_value: check_value(&index_key),
         });
+        let pseudonym_key = match &file.pseudonym_key {
+            Some(named) => {
+                let bytes = key_bytes(&named.key, "pseudonym_key")?;
+                checks.push(KeyCheck {
+                    purpose: KeyPurpose::Pseudonym,
+                    key_id: named.id.clone(),
+                    check_value: check_value(&bytes),
+                });
+                Some(bytes)
+            }
+            None => None,
+        };
         Ok(Self {
             current: file.current,
             ciphers,
             index_key,
+            pseudonym_key,
             checks,
         })
     }
@@ -144,6 +172,10 @@ impl Keys {
             current: "k1".into(),
             keys: BTreeMap::from([("k1".to_owned(), random())]),
             index_key: random(),
+            pseudonym_key: Some(NamedKey {
+                id: "p1".into(),
+                key: random(),
+            }),
         };
         let text = serde_json::to_string_pretty(&file).expect("a key file serialises");
         let mut out = match OpenOptions::new()

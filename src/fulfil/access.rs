@@ -45,6 +45,11 @@ impl AccessResult {
     }
 }
 
+/// The name a request's archive is stored under.
+pub fn archive_name(request_id: i64) -> String {
+    format!("privacy-export-{request_id}.zip")
+}
+
 /// Which attempt of which request an export is for.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
@@ -99,7 +104,7 @@ pub async fn export(
         .await
         .map_err(FulfilError::Archive)?;
     let spooled = archive.finish().await.map_err(FulfilError::Archive)?;
-    let name = format!("privacy-export-{request_id}.zip");
+    let name = archive_name(request_id);
     let link = exports
         .put(&name, &spooled)
         .await

@@ -144,6 +144,16 @@ impl Exports {
     }
 }
 
+impl Exports {
+    /// Deletes the archive `name`, if there is one.
+    pub async fn delete(&self, name: &str) -> Result<(), object_store::Error> {
+        match self.store.delete(&self.location(name)).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
 fn io_error(name: &str, source: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "spool",

@@ -1,12 +1,12 @@
 //! Fulfilment: the job runner subsystem, which claims due requests under a
 //! lease and fulfils them against the customer databases of the data map.
 //!
-//! Built so far: access requests (the export). Forget requests and LCM requests
-//! with pseudonymization are not claimed until their fulfilment exists (issue
-//! 13); they stay `registered`, revocable, and answered as before.
+//! Access requests are exported (`access`), forget requests erased and LCM
+//! requests with `IsPseudonymize` exported then pseudonymized (`erasure`).
 
 mod access;
 mod archive;
+mod erasure;
 mod exports;
 mod resolve;
 mod runner;
@@ -35,6 +35,12 @@ pub enum FulfilError {
     /// The request's own data could not be read (keys, store).
     #[error("the request cannot be read: {0}")]
     Request(String),
+    /// The worker's store did not answer between two steps.
+    #[error("the worker's store is unavailable")]
+    StoreDown,
+    /// The lease was lost: another instance has the request now.
+    #[error("the lease was lost")]
+    LostLease,
 }
 
 impl FulfilError {
@@ -42,7 +48,7 @@ impl FulfilError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Target(e) => e.is_transient(),
-            Self::Archive(_) | Self::Storage(_) => true,
+            Self::Archive(_) | Self::Storage(_) | Self::StoreDown | Self::LostLease => true,
             Self::Request(_) => false,
         }
     }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::FulfilError;
 use super::access;
 use super::exports::Exports;
-use super::resolve::resolve;
+use super::resolve::{Customer, resolve};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
 use crate::datamap::DataMap;
 use crate::request::{Flow, IdentifierType, RequestKind};
@@ -129,6 +129,9 @@ impl Runner {
             outcome = work => outcome,
             () = heartbeat => return Ok(Ran::LostLease(id)),
         };
+        if matches!(outcome, Err(FulfilError::LostLease)) {
+            return Ok(Ran::LostLease(id));
+        }
         let attempts = i64::from(self.settings.attempts);
         // Each end of the attempt is a fenced write: false means the lease was
         // lost meanwhile (taken over, or the request revoked), and nothing is written.
@@ -163,33 +166,42 @@ impl Runner {
 
     /// The work of one attempt: its result, recorded with the request.
     async fn fulfil(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
-        let identifiers = self.identifiers(claimed).await?;
-        let customer = resolve(&self.map, &self.targets, identifiers).await?;
         match claimed.kind {
+            RequestKind::Forget => self.forget(claimed).await,
+            RequestKind::Access if claimed.pseudonymize => self.pseudonymize(claimed).await,
             RequestKind::Access => {
-                let job = access::Job {
-                    request_id: claimed.lease.request_id,
-                    attempt: claimed.lease.attempt,
-                    tenant: &claimed.tenant,
-                };
-                let result = access::export(
-                    &self.map,
-                    &self.targets,
-                    &self.columns,
-                    &customer,
-                    job,
-                    &self.exports,
-                )
-                .await?;
-                Ok(result.to_json())
+                let identifiers = self.identifiers(claimed).await?;
+                let customer = resolve(&self.map, &self.targets, identifiers).await?;
+                Ok(self.export(claimed, &customer).await?.to_json())
             }
-            RequestKind::Forget => Err(FulfilError::Request("forget is not built yet".into())),
         }
+    }
+
+    /// The access export of the customer.
+    pub(super) async fn export(
+        &self,
+        claimed: &Claimed,
+        customer: &Customer,
+    ) -> Result<access::AccessResult, FulfilError> {
+        let job = access::Job {
+            request_id: claimed.lease.request_id,
+            attempt: claimed.lease.attempt,
+            tenant: &claimed.tenant,
+        };
+        access::export(
+            &self.map,
+            &self.targets,
+            &self.columns,
+            customer,
+            job,
+            &self.exports,
+        )
+        .await
     }
 
     /// The request's identifiers: the one it names, and for an LCM request the
     /// non-empty phone numbers and e-mail addresses the agent sent.
-    async fn identifiers(
+    pub(super) async fn identifiers(
         &self,
         claimed: &Claimed,
     ) -> Result<Vec<(IdentifierType, String)>, FulfilError> {

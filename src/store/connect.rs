@@ -22,6 +22,17 @@ pub struct StoreSettings {
     pub acquire_timeout: Duration,
 }
 
+impl StoreSettings {
+    /// The store of an operator command: `url`, two connections.
+    pub fn for_command(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl Store {
     /// Connects and applies the backend's migrations.
     ///

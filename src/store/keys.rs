@@ -66,7 +66,7 @@ impl Store {
     /// The newest stored identifier, to try a key file on.
     pub async fn sample_identifier(&self) -> Result<Option<SampleIdentifier>, StoreError> {
         const SQL: &str = "SELECT identifier_type, identifier_index, identifier_value, key_id \
-            FROM privacy_requests ORDER BY id DESC LIMIT 1";
+            FROM privacy_requests WHERE key_id <> 'shredded' ORDER BY id DESC LIMIT 1";
         let row: Option<(String, String, Vec<u8>, String)> =
             on_pool!(self, pool => sqlx::query_as(SQL).fetch_optional(pool).await?);
         Ok(

@@ -13,11 +13,8 @@ use super::tx::WriteTx;
 use super::{StoreError, decode};
 use crate::request::{RequestKind, RequestStatus};
 
-// Only plain access requests are claimed until forget and pseudonymization are
-// built (issue 13): the others stay registered, revocable and answered.
 const NEXT_DUE: &str = "SELECT id, status, lease_owner IS NOT NULL FROM privacy_requests \
     WHERE ((status = 'registered' AND due_at <= $2) OR (status = 'in_progress' AND lease_expires_at <= $1)) \
-    AND kind = 'access' AND NOT pseudonymize \
     ORDER BY due_at, id LIMIT 1";
 const TAKE_LEASE: &str = "UPDATE privacy_requests SET status = 'in_progress', lease_owner = $2, \
     lease_expires_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id = $1 \

@@ -12,6 +12,7 @@
 //! it produces, so a reply is never sent for a request that was not recorded.
 
 mod connect;
+mod erasure;
 mod error;
 mod jobs;
 mod keys;
@@ -27,6 +28,7 @@ mod tx;
 use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
+pub use erasure::{Discovery, FoundRow, LedgerEntry};
 pub use error::StoreError;
 pub use jobs::{Claimed, Lease, StatusChange, Timing};
 pub use keys::SampleIdentifier;

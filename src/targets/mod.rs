@@ -6,9 +6,11 @@
 
 mod connect;
 mod copy;
+mod erase;
 mod rows;
 
 pub use copy::CsvPiece;
+pub use erase::{Pseudonyms, TableChange};
 pub use rows::{Cells, Selection};
 
 use std::collections::BTreeMap;
@@ -80,7 +82,35 @@ pub struct TableColumns {
     pub table: TableRef,
     /// Its columns, in the database's order: the header of its CSV file.
     pub columns: Vec<String>,
+    /// The same columns, described.
+    pub described: Vec<Column>,
 }
+
+impl TableColumns {
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.described.iter().find(|c| c.name == name)
+    }
+}
+
+/// A column as its database describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: String,
+    /// Its type as the database names it (PostgreSQL's `udt_name`, SQLite's
+    /// declared type).
+    pub sql_type: String,
+    /// Whether it holds text (a pseudonym can be written into it).
+    pub text: bool,
+    /// Whether it may be NULL.
+    pub nullable: bool,
+    /// The most characters it holds, when the database enforces a limit.
+    pub max_len: Option<usize>,
+}
+
+/// Row of the column queries: name, type, nullable, maximum length.
+type ColumnRow = (String, String, bool, Option<i32>);
 
 impl Targets {
     /// Checks every table and column the map names against the databases;
@@ -88,7 +118,8 @@ impl Targets {
     pub async fn check(&self, map: &DataMap) -> Result<Vec<TableColumns>, TargetError> {
         let mut found = Vec::with_capacity(map.tables.len());
         for table in &map.tables {
-            let columns = self.columns(&table.table).await?;
+            let described = self.columns(&table.table).await?;
+            let columns: Vec<String> = described.iter().map(|c| c.name.clone()).collect();
             if columns.is_empty() {
                 return Err(TargetError::Mismatch(format!(
                     "table {}: not found in database {}",
@@ -103,9 +134,14 @@ impl Targets {
                     )));
                 }
             }
+            for name in &table.personal {
+                let column = described.iter().find(|c| &c.name == name).expect("checked");
+                rewritable(table, column)?;
+            }
             found.push(TableColumns {
                 table: table.table.clone(),
                 columns,
+                described,
             });
         }
         for table in &map.tables {
@@ -126,27 +162,44 @@ impl Targets {
     }
 
     /// A table's columns, in order; empty when there is no such table.
-    async fn columns(&self, table: &TableRef) -> Result<Vec<String>, TargetError> {
-        const PG: &str = "SELECT column_name::text FROM information_schema.columns \
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>, TargetError> {
+        const PG: &str = "SELECT column_name::text, udt_name::text, is_nullable = 'YES', \
+            CAST(character_maximum_length AS INTEGER) FROM information_schema.columns \
             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
-        const SQLITE: &str = "SELECT name FROM pragma_table_info($1) ORDER BY cid";
+        const SQLITE: &str = "SELECT name, type, \"notnull\" = 0, CAST(NULL AS INTEGER) \
+            FROM pragma_table_info($1) ORDER BY cid";
         let database = &table.database;
         let fail = |source| classify(database, source);
-        match self.pool(database)? {
+        let (rows, text): (Vec<ColumnRow>, fn(&str) -> bool) = match self.pool(database)? {
             Pool::Postgres(pool) => {
-                sqlx::query_scalar(PG)
-                    .bind(&table.table)
-                    .fetch_all(pool)
-                    .await
+                let rows = sqlx::query_as(PG).bind(&table.table).fetch_all(pool).await;
+                (rows.map_err(fail)?, |t| {
+                    matches!(t, "text" | "varchar" | "bpchar" | "citext" | "name")
+                })
             }
             Pool::Sqlite(pool) => {
-                sqlx::query_scalar(SQLITE)
+                let rows = sqlx::query_as(SQLITE)
                     .bind(&table.table)
                     .fetch_all(pool)
-                    .await
+                    .await;
+                // SQLite's affinity rules: TEXT for a type naming CHAR, CLOB or
+                // TEXT; none at all holds text as well.
+                (rows.map_err(fail)?, |t| {
+                    let t = t.to_ascii_uppercase();
+                    t.is_empty() || ["CHAR", "CLOB", "TEXT"].iter().any(|w| t.contains(w))
+                })
             }
-        }
-        .map_err(fail)
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(name, sql_type, nullable, max_len)| Column {
+                text: text(&sql_type),
+                name,
+                sql_type,
+                nullable,
+                max_len: max_len.and_then(|n| usize::try_from(n).ok()),
+            })
+            .collect())
     }
 
     fn pool(&self, database: &str) -> Result<&Pool, TargetError> {
@@ -175,6 +228,28 @@ fn named_columns(table: &TableMap) -> Vec<(&'static str, &String)> {
     named.extend(table.via.iter().map(|v| ("via", &v.column)));
     named.extend(table.personal.iter().map(|c| ("personal", c)));
     named
+}
+
+/// A personal column must be one pseudonymization and anonymization can
+/// rewrite: text that holds a pseudonym, or a column that may be NULL.
+fn rewritable(table: &TableMap, column: &Column) -> Result<(), TargetError> {
+    use crate::crypto::pseudonym::MIN_LEN;
+    let name = &column.name;
+    if !column.text && !column.nullable {
+        return Err(TargetError::Mismatch(format!(
+            "table {}: personal column {name} is {} NOT NULL: a pseudonym is text and \
+             NULL is not allowed, so it cannot be rewritten",
+            table.table, column.sql_type
+        )));
+    }
+    match column.max_len {
+        Some(len) if column.text && len < MIN_LEN => Err(TargetError::Mismatch(format!(
+            "table {}: personal column {name} holds at most {len} characters; \
+             a pseudonym needs {MIN_LEN}",
+            table.table
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A driver error, classified: unreachable or busy is transient.

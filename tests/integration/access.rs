@@ -97,6 +97,7 @@ async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend:
             "crm.calls.csv",
             "crm.campaign_members.csv",
             "crm.customers.csv",
+            "crm.invoices.csv",
             "dialer.leads.csv",
             "manifest.json"
         ]

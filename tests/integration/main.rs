@@ -10,6 +10,7 @@ mod datamap;
 mod edges;
 mod events;
 mod faults;
+mod forget;
 mod fulfilment;
 mod helpers;
 mod idempotency;

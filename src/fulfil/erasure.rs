@@ -1,0 +1,233 @@
+//! Forget and pseudonymization, as resumable steps. Discovery comes first: the
+//! customer's rows (by key) and the worker's own requests of the same customer
+//! are found and saved before anything is changed, so a retry or a takeover
+//! finishes the same rows although the identifiers that found them are gone.
+//! Then each database's rows are changed in one transaction, committed only
+//! while the lease is held, and marked done. A forget then deletes the
+//! customer's archives and destroys the worker's own copies of its data; a
+//! pseudonymization first exports the values as they were.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+
+use super::FulfilError;
+use super::access;
+use super::resolve::{Customer, resolve};
+use super::runner::Runner;
+use crate::datamap::{Forget, TableMap};
+use crate::request::RowAction;
+use crate::store::{Claimed, Discovery, FoundRow};
+use crate::targets::TableChange;
+
+impl Runner {
+    fn until(&self) -> DateTime<Utc> {
+        Utc::now() + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX)
+    }
+
+    /// The saved discovery, or a new one, saved before it is returned.
+    async fn discover(
+        &self,
+        claimed: &Claimed,
+        customer: Option<&Customer>,
+        action: impl Fn(&TableMap) -> Option<RowAction>,
+    ) -> Result<Discovery, FulfilError> {
+        let id = claimed.lease.request_id;
+        let store_error = |e: crate::store::StoreError| FulfilError::Request(e.to_string());
+        if let Some(saved) = self.store.discovery(id).await.map_err(store_error)? {
+            return Ok(saved);
+        }
+        let resolved;
+        let customer = match customer {
+            Some(customer) => customer,
+            None => {
+                let identifiers = self.identifiers(claimed).await?;
+                resolved = resolve(&self.map, &self.targets, identifiers).await?;
+                &resolved
+            }
+        };
+        let mut rows = Vec::new();
+        for table in &self.map.tables {
+            let Some(action) = action(table) else {
+                continue;
+            };
+            let key: Vec<&str> = table.key.iter().map(String::as_str).collect();
+            let selection = &customer.selections[&table.table];
+            for values in self.targets.values(table, selection, &key).await? {
+                rows.push(FoundRow {
+                    database: table.table.database.clone(),
+                    table: table.table.table.clone(),
+                    action,
+                    key: values.into_iter().map(Option::unwrap_or_default).collect(),
+                });
+            }
+        }
+        let indexes: Vec<String> = customer
+            .identifiers
+            .iter()
+            .map(|(kind, value)| self.keys.blind_index(kind.as_str(), value))
+            .collect();
+        let mut related = self
+            .store
+            .requests_of_customer(&claimed.tenant, &indexes)
+            .await
+            .map_err(store_error)?;
+        if !related.contains(&id) {
+            related.push(id);
+        }
+        let saved = self
+            .store
+            .save_discovery(&claimed.lease, self.until(), &rows, &related)
+            .await
+            .map_err(store_error)?;
+        if !saved {
+            return Err(FulfilError::LostLease);
+        }
+        Ok(Discovery {
+            related,
+            rows: rows.into_iter().map(|r| (r, false)).collect(),
+        })
+    }
+
+    /// Changes the discovered rows not done yet, one database at a time.
+    async fn apply(&self, claimed: &Claimed, discovery: &Discovery) -> Result<(), FulfilError> {
+        let tenant = claimed.tenant.clone();
+        let keys = self.keys.clone();
+        let pseudonym =
+            move |value: &str, max_len: Option<usize>| keys.pseudonym(&tenant, value, max_len);
+        for database in self.map.databases.keys() {
+            // Tables reached by via before the tables they point at.
+            let mut changes = Vec::new();
+            for (table, columns) in self.map.tables.iter().zip(self.columns.iter()).rev() {
+                if &table.table.database != database {
+                    continue;
+                }
+                let pending: Vec<&FoundRow> = discovery
+                    .rows
+                    .iter()
+                    .filter(|(r, done)| {
+                        !done && r.database == *database && r.table == table.table.table
+                    })
+                    .map(|(r, _)| r)
+                    .collect();
+                let Some(first) = pending.first() else {
+                    continue;
+                };
+                changes.push(TableChange {
+                    table,
+                    columns,
+                    action: first.action,
+                    keys: pending.iter().map(|r| r.key.clone()).collect(),
+                });
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            let lease = &claimed.lease;
+            let held = self
+                .store
+                .heartbeat(lease, self.until())
+                .map(|held| matches!(held, Ok(true)))
+                .boxed();
+            let applied = self
+                .targets
+                .apply(database, &changes, &pseudonym, held)
+                .await?;
+            let marked = match applied {
+                Some(_) => self.store.mark_done(lease, self.until(), database).await,
+                None => self.store.heartbeat(lease, self.until()).await,
+            };
+            match marked {
+                Ok(true) if applied.is_some() => {}
+                Ok(true) => return Err(FulfilError::StoreDown),
+                Ok(false) => return Err(FulfilError::LostLease),
+                Err(_) => return Err(FulfilError::StoreDown),
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget: discovery, the changes, the archives, the worker's own copies.
+    pub(super) async fn forget(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
+        let discovery = self
+            .discover(claimed, None, |table| {
+                Some(match table.forget {
+                    Forget::Delete => RowAction::Delete,
+                    Forget::Anonymize => RowAction::Anonymize,
+                })
+            })
+            .await?;
+        self.apply(claimed, &discovery).await?;
+        for id in &discovery.related {
+            self.exports
+                .delete(&access::archive_name(*id))
+                .await
+                .map_err(FulfilError::Storage)?;
+        }
+        let shredded = self
+            .store
+            .forget_own_copies(&claimed.lease, self.until(), &discovery.related)
+            .await
+            .map_err(|_| FulfilError::StoreDown)?;
+        if !shredded {
+            return Err(FulfilError::LostLease);
+        }
+        Ok(json!({
+            "deleted": counts(&discovery, RowAction::Delete),
+            "anonymized": counts(&discovery, RowAction::Anonymize),
+            "requestsErased": discovery.related.len(),
+        }))
+    }
+
+    /// Pseudonymization: the export as the values were, then the pseudonyms.
+    pub(super) async fn pseudonymize(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
+        if !self.keys.has_pseudonym_key() {
+            return Err(FulfilError::Request(
+                "the key file has no pseudonym key (pseudonym_key)".into(),
+            ));
+        }
+        let id = claimed.lease.request_id;
+        let summary = self.store.request_summary(id).await;
+        let exported = summary.ok().flatten().and_then(|s| s.result);
+        let (discovery, mut result) = match exported.and_then(|r| serde_json::from_str(&r).ok()) {
+            Some(result) => (self.discover(claimed, None, pseudonymized).await?, result),
+            None => {
+                let identifiers = self.identifiers(claimed).await?;
+                let customer = resolve(&self.map, &self.targets, identifiers).await?;
+                let discovery = self
+                    .discover(claimed, Some(&customer), pseudonymized)
+                    .await?;
+                let result = self.export(claimed, &customer).await?.to_json();
+                let saved = self
+                    .store
+                    .save_partial_result(&claimed.lease, self.until(), &result.to_string())
+                    .await
+                    .map_err(|_| FulfilError::StoreDown)?;
+                if !saved {
+                    return Err(FulfilError::LostLease);
+                }
+                (discovery, result)
+            }
+        };
+        self.apply(claimed, &discovery).await?;
+        result["pseudonymized"] = counts(&discovery, RowAction::Pseudonymize);
+        Ok(result)
+    }
+}
+
+fn pseudonymized(table: &TableMap) -> Option<RowAction> {
+    (!table.personal.is_empty()).then_some(RowAction::Pseudonymize)
+}
+
+/// Rows per `<database>.<table>` of one action.
+fn counts(discovery: &Discovery, action: RowAction) -> Value {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (row, _) in discovery.rows.iter().filter(|(r, _)| r.action == action) {
+        *counts
+            .entry(format!("{}.{}", row.database, row.table))
+            .or_default() += 1;
+    }
+    json!(counts)
+}

@@ -1,0 +1,95 @@
+//! `privacy-worker ledger replay`: applies the erasure ledger again. After a
+//! customer database is restored from a backup, the rows forget requests
+//! deleted are back, and so are the personal values they and
+//! pseudonymizations rewrote; replaying the ledger deletes and rewrites the
+//! same rows, by key, with the same pseudonyms. Every change is idempotent, so
+//! a second replay changes nothing.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+
+use crate::check;
+use crate::config::{LedgerAction, LedgerArgs};
+use crate::keyring::{self, Creation};
+use crate::request::RowAction;
+use crate::store::{LedgerEntry, Store, StoreSettings};
+use crate::targets::TableChange;
+
+/// Runs `ledger replay` and returns what to print.
+pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
+    let LedgerAction::Replay { database, since } = &args.action;
+    let store = Store::connect(&StoreSettings::for_command(&args.database_url))
+        .await
+        .context("opening the store")?;
+    let keys = keyring::open(args.key_file.as_deref(), &store, Creation::Never).await?;
+    let entries = store.ledger(database.as_deref(), *since).await?;
+    store.close().await;
+    let (map, targets, columns) = check::connect_and_check(&args.datamap).await?;
+    if let Some(name) = database
+        && !map.databases.contains_key(name)
+    {
+        anyhow::bail!("the data map has no database {name}");
+    }
+    // Per database and tenant (pseudonyms are the tenant's), each table's rows
+    // by action, tables reached by via first.
+    let mut groups: BTreeMap<(&str, &str), Vec<&LedgerEntry>> = BTreeMap::new();
+    for entry in &entries {
+        groups
+            .entry((entry.row.database.as_str(), entry.tenant.as_str()))
+            .or_default()
+            .push(entry);
+    }
+    let mut lines = Vec::new();
+    for ((db, tenant), entries) in groups {
+        let mut changes = Vec::new();
+        for (table, found) in map.tables.iter().zip(&columns).rev() {
+            if table.table.database != db {
+                continue;
+            }
+            for action in [
+                RowAction::Delete,
+                RowAction::Anonymize,
+                RowAction::Pseudonymize,
+            ] {
+                let keys: Vec<Vec<String>> = entries
+                    .iter()
+                    .filter(|e| e.row.table == table.table.table && e.row.action == action)
+                    .map(|e| e.row.key.clone())
+                    .collect();
+                if !keys.is_empty() {
+                    changes.push(TableChange {
+                        table,
+                        columns: found,
+                        action,
+                        keys,
+                    });
+                }
+            }
+        }
+        let pseudonym =
+            |value: &str, max_len: Option<usize>| keys.pseudonym(tenant, value, max_len);
+        let held = Box::pin(async { true });
+        let affected = targets
+            .apply(db, &changes, &pseudonym, held)
+            .await
+            .with_context(|| format!("replaying on database {db}"))?
+            .expect("no lease to lose");
+        for (change, n) in changes.iter().zip(affected) {
+            lines.push(format!(
+                "{}: {} of {} ledger rows {} again",
+                change.table.table,
+                n,
+                change.keys.len(),
+                match change.action {
+                    RowAction::Delete => "deleted",
+                    RowAction::Anonymize => "anonymized",
+                    RowAction::Pseudonymize => "pseudonymized",
+                }
+            ));
+        }
+    }
+    targets.close().await;
+    lines.push(format!("ledger replayed: {} rows", entries.len()));
+    Ok(lines.join("\n"))
+}

@@ -1,0 +1,358 @@
+//! The store's side of forget and pseudonymization: discovery (the customer's
+//! rows, by key, saved before anything is changed, with the ids of the worker's
+//! own requests of the same customer), the progress of an attempt (which
+//! databases are done, the export of a pseudonymization), the destruction of
+//! the worker's own copies of the customer's data, and the erasure ledger that
+//! `ledger replay` reads. Every write is fenced by the lease, like the runner's.
+
+use chrono::{DateTime, Utc};
+use sqlx::query::Query;
+use sqlx::{Database, QueryBuilder};
+
+use super::jobs::{Fenced, Lease};
+use super::statements::Binds;
+use super::tx::WriteTx;
+use super::{Store, StoreError, decode, on_pool};
+use crate::request::{RequestStatus, RowAction};
+
+/// One of the customer's rows, by key: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FoundRow {
+    /// The database of the data map.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// What is done to it.
+    pub action: RowAction,
+    /// The key's values, as text, in the order of the map's `key`.
+    pub key: Vec<String>,
+}
+
+/// A saved discovery.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// The worker's own requests of the same customer (the request included).
+    pub related: Vec<i64>,
+    /// The rows, and whether their database's change has committed.
+    pub rows: Vec<(FoundRow, bool)>,
+}
+
+/// An entry of the erasure ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    /// The request that erased the row.
+    pub request_id: i64,
+    /// Its tenant (pseudonyms are per tenant).
+    pub tenant: String,
+    /// The row.
+    pub row: FoundRow,
+    /// When its database's change committed.
+    pub done_at: DateTime<Utc>,
+}
+
+/// Rows per multi-row INSERT (five values each).
+const INSERT_BATCH: usize = 1000;
+
+fn bind_rows<'q, DB: Database>(
+    request_id: i64,
+    rows: &'q [FoundRow],
+    keys: &'q [String],
+) -> QueryBuilder<DB>
+where
+    i64: Binds<'q, DB>,
+    &'q str: Binds<'q, DB>,
+{
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO customer_rows (request_id, db_name, table_name, action, row_key) ",
+    );
+    insert.push_values(rows.iter().zip(keys), |mut values, (row, key)| {
+        values
+            .push_bind(request_id)
+            .push_bind(row.database.as_str())
+            .push_bind(row.table.as_str())
+            .push_bind(row.action.as_str())
+            .push_bind(key.as_str());
+    });
+    insert
+}
+
+/// A value bound to one of these statements.
+#[derive(Debug, Clone, Copy)]
+enum Arg<'a> {
+    Id(i64),
+    Text(&'a str),
+    Time(DateTime<Utc>),
+}
+
+fn statement<'q, DB: Database>(
+    sql: &'q str,
+    args: &[Arg<'q>],
+) -> Query<'q, DB, <DB as Database>::Arguments>
+where
+    i64: Binds<'q, DB>,
+    &'q str: Binds<'q, DB>,
+    DateTime<Utc>: Binds<'q, DB>,
+{
+    args.iter().fold(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        |query, arg| match *arg {
+            Arg::Id(id) => query.bind(id),
+            Arg::Text(text) => query.bind(text),
+            Arg::Time(at) => query.bind(at),
+        },
+    )
+}
+
+impl WriteTx {
+    /// Saves discovered rows, in batches.
+    async fn insert_rows(&mut self, request_id: i64, rows: &[FoundRow]) -> Result<(), StoreError> {
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_string(&r.key).expect("strings serialise"))
+            .collect();
+        for (rows, keys) in rows.chunks(INSERT_BATCH).zip(keys.chunks(INSERT_BATCH)) {
+            match self {
+                Self::Postgres(tx) => {
+                    bind_rows(request_id, rows, keys)
+                        .build()
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Self::Sqlite(tx) => {
+                    bind_rows(request_id, rows, keys)
+                        .build()
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        Ok(match self {
+            Self::Postgres(tx) => statement(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Self::Sqlite(tx) => statement(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+}
+
+impl Store {
+    /// Begins a transaction that holds `lease` (extended to `until`); `None`
+    /// when the lease is lost.
+    async fn begin_fenced(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+    ) -> Result<Option<WriteTx>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let held = tx.fenced(lease, Fenced::Extend(until), Utc::now()).await?;
+        Ok(held.then_some(tx))
+    }
+
+    /// The worker's requests of a tenant's customer, by the blind indexes of
+    /// the customer's identifiers.
+    pub async fn requests_of_customer(
+        &self,
+        tenant: &str,
+        indexes: &[String],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::new();
+        for index in indexes {
+            const SQL: &str =
+                "SELECT id FROM privacy_requests WHERE tenant = $1 AND identifier_index = $2";
+            let found: Vec<i64> = on_pool!(self, pool =>
+                sqlx::query_scalar(SQL).bind(tenant).bind(index).fetch_all(pool).await?);
+            ids.extend(found);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Saves a discovery; false when the lease is lost (nothing saved).
+    pub async fn save_discovery(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        rows: &[FoundRow],
+        related: &[i64],
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE privacy_requests SET related_requests = $2 WHERE id = $1";
+        let Some(mut tx) = self.begin_fenced(lease, until).await? else {
+            return Ok(false);
+        };
+        let related = serde_json::to_string(related).expect("ids serialise");
+        tx.insert_rows(lease.request_id, rows).await?;
+        tx.run(SQL, &[Arg::Id(lease.request_id), Arg::Text(&related)])
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The saved discovery of a request, if any.
+    pub async fn discovery(&self, request_id: i64) -> Result<Option<Discovery>, StoreError> {
+        const RELATED: &str = "SELECT related_requests FROM privacy_requests WHERE id = $1";
+        const ROWS: &str = "SELECT db_name, table_name, action, row_key, done_at IS NOT NULL \
+            FROM customer_rows WHERE request_id = $1 ORDER BY id";
+        let related: Option<Option<String>> = on_pool!(self, pool =>
+            sqlx::query_scalar(RELATED).bind(request_id).fetch_optional(pool).await?);
+        let Some(related) = related.flatten() else {
+            return Ok(None);
+        };
+        let related = serde_json::from_str(&related)
+            .map_err(|_| StoreError::Corrupt(format!("request {request_id}: related requests")))?;
+        let rows: Vec<(String, String, String, String, bool)> = on_pool!(self, pool =>
+            sqlx::query_as(ROWS).bind(request_id).fetch_all(pool).await?);
+        let rows = rows
+            .into_iter()
+            .map(|(database, table, action, key, done)| {
+                Ok((found_row(database, table, &action, &key)?, done))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(Discovery { related, rows }))
+    }
+
+    /// Records the result of a step before the request completes (the export
+    /// of a pseudonymization); false when the lease is lost.
+    pub async fn save_partial_result(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE privacy_requests SET result = $2 WHERE id = $1";
+        let Some(mut tx) = self.begin_fenced(lease, until).await? else {
+            return Ok(false);
+        };
+        tx.run(SQL, &[Arg::Id(lease.request_id), Arg::Text(result)])
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a database's rows done (its change committed); false when the
+    /// lease is lost.
+    pub async fn mark_done(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        database: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE customer_rows SET done_at = $3 \
+            WHERE request_id = $1 AND db_name = $2 AND done_at IS NULL";
+        let Some(mut tx) = self.begin_fenced(lease, until).await? else {
+            return Ok(false);
+        };
+        let args = [
+            Arg::Id(lease.request_id),
+            Arg::Text(database),
+            Arg::Time(Utc::now()),
+        ];
+        tx.run(SQL, &args).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Destroys the worker's copies of a forgotten customer's data in the
+    /// requests `related` (the forget request's own included): identifier
+    /// values overwritten, blind indexes replaced, the messages' personal data
+    /// and natural keys nulled. The audit trail keeps ids, kinds, statuses,
+    /// times and actors. A related request still pending cannot be fulfilled
+    /// any more and is failed, saying why. False when the lease is lost.
+    pub async fn forget_own_copies(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        related: &[i64],
+    ) -> Result<bool, StoreError> {
+        // An empty value of the column's own type, on both backends.
+        const REQUEST: &str = "UPDATE privacy_requests \
+            SET identifier_value = substr(identifier_value, 1, 0), key_id = 'shredded', \
+            identifier_index = 'forgotten:' || CAST(id AS TEXT) WHERE id = $1";
+        const MESSAGES: &str = "UPDATE inbound_messages SET personal_data = NULL, \
+            personal_key_id = NULL, idempotency_key = CASE WHEN idempotency_key LIKE 'nk:%' \
+            THEN NULL ELSE idempotency_key END WHERE request_id = $1";
+        let Some(mut tx) = self.begin_fenced(lease, until).await? else {
+            return Ok(false);
+        };
+        let now = Utc::now();
+        let reason = format!("the customer was forgotten by request {}", lease.request_id);
+        for &id in related {
+            if id != lease.request_id {
+                let status = tx.status(id).await?;
+                for from in [RequestStatus::Registered, RequestStatus::InProgress] {
+                    if status == Some(from)
+                        && tx.set_status(id, from, RequestStatus::Failed, now).await?
+                    {
+                        tx.insert_event(
+                            id,
+                            now,
+                            "system",
+                            (Some(from), RequestStatus::Failed),
+                            &reason,
+                        )
+                        .await?;
+                        let (tenant, kind) = tx.tenant_and_kind(id).await?;
+                        tx.insert_status_change(id, &tenant, kind, RequestStatus::Failed, now)
+                            .await?;
+                    }
+                }
+            }
+            tx.run(REQUEST, &[Arg::Id(id)]).await?;
+            tx.run(MESSAGES, &[Arg::Id(id)]).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The erasure ledger: the rows forget requests deleted or anonymized (and
+    /// pseudonymizations rewrote), optionally of one database and since a time.
+    pub async fn ledger(
+        &self,
+        database: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        const SQL: &str = "SELECT c.request_id, r.tenant, c.db_name, c.table_name, c.action, \
+            c.row_key, c.done_at FROM customer_rows c JOIN privacy_requests r ON r.id = c.request_id \
+            WHERE c.done_at IS NOT NULL AND ($1 IS NULL OR c.db_name = $1) \
+            AND ($2 IS NULL OR c.done_at >= $2) ORDER BY c.id";
+        type Row = (i64, String, String, String, String, String, DateTime<Utc>);
+        let rows: Vec<Row> = on_pool!(self, pool =>
+            sqlx::query_as(SQL).bind(database).bind(since).fetch_all(pool).await?);
+        rows.into_iter()
+            .map(
+                |(request_id, tenant, database, table, action, key, done_at)| {
+                    Ok(LedgerEntry {
+                        request_id,
+                        tenant,
+                        row: found_row(database, table, &action, &key)?,
+                        done_at,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+fn found_row(
+    database: String,
+    table: String,
+    action: &str,
+    key: &str,
+) -> Result<FoundRow, StoreError> {
+    Ok(FoundRow {
+        database,
+        table,
+        action: decode(action, RowAction::parse, "row action")?,
+        key: serde_json::from_str(key)
+            .map_err(|_| StoreError::Corrupt("a saved row key is not a JSON list".into()))?,
+    })
+}

@@ -1,0 +1,257 @@
+//! Changing a customer's rows, by key: deleting them (forget, `delete` tables),
+//! nulling their personal columns (forget, `anonymize` tables; a pseudonym
+//! where the column may not be null), or replacing their personal values by
+//! pseudonyms (pseudonymization). One database's changes run in one
+//! transaction, committed only if the caller still holds its lease; every
+//! change is idempotent (a deleted row is not there to delete again, NULL stays
+//! NULL, a pseudonym is left as it is), so a retry, a takeover or a ledger
+//! replay ends in the same state. Keys are compared in the column's own type
+//! (PostgreSQL: a cast of the bound text; SQLite: the column's affinity), so the
+//! key's index serves the statement.
+
+use futures_util::future::BoxFuture;
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::rows::quoted;
+use super::{Pool, TableColumns, TargetError, Targets, classify};
+use crate::datamap::TableMap;
+use crate::request::RowAction;
+
+/// Keys per statement.
+const BATCH: usize = 500;
+
+/// What to do to some of one table's rows.
+#[derive(Debug)]
+pub struct TableChange<'a> {
+    /// The table's entry in the map.
+    pub table: &'a TableMap,
+    /// Its columns.
+    pub columns: &'a TableColumns,
+    /// What to do.
+    pub action: RowAction,
+    /// The rows, by their key values as text.
+    pub keys: Vec<Vec<String>>,
+}
+
+/// Makes a pseudonym of a value for a column of at most so many characters.
+pub type Pseudonyms<'a> = &'a (dyn Fn(&str, Option<usize>) -> Option<String> + Sync);
+
+/// A transaction on a customer database.
+enum Tx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    async fn execute(&mut self, sql: &str, binds: &[Option<String>]) -> Result<u64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        Ok(match self {
+            Self::Postgres(tx) => binds
+                .iter()
+                .fold(sqlx::query(sql), |q, b| q.bind(b.clone()))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Self::Sqlite(tx) => binds
+                .iter()
+                .fold(sqlx::query(sql), |q, b| q.bind(b.clone()))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        binds: &[Option<String>],
+        width: usize,
+    ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let cells = |get: &dyn Fn(usize) -> Result<Option<String>, sqlx::Error>| {
+            (0..width).map(get).collect::<Result<Vec<_>, _>>()
+        };
+        match self {
+            Self::Postgres(tx) => {
+                let query = binds
+                    .iter()
+                    .fold(sqlx::query(sql), |q, b| q.bind(b.clone()));
+                let rows = query.fetch_all(&mut **tx).await?;
+                rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
+            }
+            Self::Sqlite(tx) => {
+                let query = binds
+                    .iter()
+                    .fold(sqlx::query(sql), |q, b| q.bind(b.clone()));
+                let rows = query.fetch_all(&mut **tx).await?;
+                rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
+            }
+        }
+    }
+}
+
+/// The SQL that compares a column with the bound text `$n`.
+fn typed(mark: usize, columns: &TableColumns, column: &str, postgres: bool) -> String {
+    match columns.column(column) {
+        Some(c) if postgres => format!("CAST(${mark} AS {})", quoted(&c.sql_type)),
+        _ => format!("${mark}"),
+    }
+}
+
+/// `WHERE` for a batch of keys, with the binds, numbered from `$first`.
+fn keys_clause(
+    change: &TableChange<'_>,
+    batch: &[Vec<String>],
+    first: usize,
+    postgres: bool,
+) -> (String, Vec<Option<String>>) {
+    let key = &change.table.key;
+    let mut binds = Vec::new();
+    let mut rows = Vec::new();
+    for values in batch {
+        let mut terms = Vec::new();
+        for (column, value) in key.iter().zip(values) {
+            binds.push(Some(value.clone()));
+            let mark = typed(first + binds.len() - 1, change.columns, column, postgres);
+            terms.push(format!("{} = {mark}", quoted(column)));
+        }
+        rows.push(format!("({})", terms.join(" AND ")));
+    }
+    (rows.join(" OR "), binds)
+}
+
+impl Targets {
+    /// Applies `changes` to `database` in one transaction, committed only when
+    /// `held` says the lease is still held; returns the rows each change
+    /// affected. `changes` come in the order to apply them (tables reached by
+    /// `via` before the tables they point at, for deletes).
+    pub async fn apply(
+        &self,
+        database: &str,
+        changes: &[TableChange<'_>],
+        pseudonym: Pseudonyms<'_>,
+        held: BoxFuture<'_, bool>,
+    ) -> Result<Option<Vec<u64>>, TargetError> {
+        let fail = |e| classify(database, e);
+        let (mut tx, postgres) = match self.pool(database)? {
+            Pool::Postgres(pool) => (Tx::Postgres(pool.begin().await.map_err(fail)?), true),
+            Pool::Sqlite(pool) => (Tx::Sqlite(pool.begin().await.map_err(fail)?), false),
+        };
+        let mut affected = Vec::with_capacity(changes.len());
+        for change in changes {
+            let mut count = 0;
+            for batch in change.keys.chunks(BATCH) {
+                count += change_batch(&mut tx, change, batch, pseudonym, postgres)
+                    .await
+                    .map_err(|e| match e {
+                        Changed::Db(e) => fail(e),
+                        Changed::NoKey => TargetError::Mismatch(
+                            "the key file has no pseudonym key (pseudonym_key)".into(),
+                        ),
+                    })?;
+            }
+            affected.push(count);
+        }
+        if !held.await {
+            return Ok(None);
+        }
+        match tx {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+        .map_err(fail)?;
+        Ok(Some(affected))
+    }
+}
+
+enum Changed {
+    Db(sqlx::Error),
+    NoKey,
+}
+
+impl From<sqlx::Error> for Changed {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// Changes one batch of a table's rows; returns how many.
+async fn change_batch(
+    tx: &mut Tx,
+    change: &TableChange<'_>,
+    batch: &[Vec<String>],
+    pseudonym: Pseudonyms<'_>,
+    postgres: bool,
+) -> Result<u64, Changed> {
+    let table = quoted(&change.table.table.table);
+    let personal = &change.table.personal;
+    if change.action == RowAction::Delete {
+        let (clause, binds) = keys_clause(change, batch, 1, postgres);
+        return Ok(tx
+            .execute(&format!("DELETE FROM {table} WHERE {clause}"), &binds)
+            .await?);
+    }
+    // Which columns get a pseudonym (the others are nulled): every text column
+    // when pseudonymizing; when anonymizing, those that may not be NULL.
+    let pseudonymized: Vec<&String> = personal
+        .iter()
+        .filter(|c| {
+            let column = change.columns.column(c).expect("checked");
+            column.text && (change.action == RowAction::Pseudonymize || !column.nullable)
+        })
+        .collect();
+    let nulled: Vec<String> = personal
+        .iter()
+        .filter(|c| !pseudonymized.contains(c))
+        .map(|c| format!("{} = NULL", quoted(c)))
+        .collect();
+    if pseudonymized.is_empty() {
+        if nulled.is_empty() {
+            return Ok(0);
+        }
+        let (clause, binds) = keys_clause(change, batch, 1, postgres);
+        let sql = format!("UPDATE {table} SET {} WHERE {clause}", nulled.join(", "));
+        return Ok(tx.execute(&sql, &binds).await?);
+    }
+    // Pseudonyms are made from the values: read them, then write row by row.
+    let (clause, binds) = keys_clause(change, batch, 1, postgres);
+    let read: Vec<String> = pseudonymized
+        .iter()
+        .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
+        .collect();
+    let keys: Vec<String> = change
+        .table
+        .key
+        .iter()
+        .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
+        .collect();
+    let sql = format!(
+        "SELECT {}, {} FROM {table} WHERE {clause}",
+        keys.join(", "),
+        read.join(", ")
+    );
+    let width = keys.len() + read.len();
+    let rows = tx.fetch(&sql, &binds, width).await?;
+    let mut count = 0;
+    for row in rows {
+        let (key, values) = row.split_at(keys.len());
+        let mut sets = nulled.clone();
+        let mut binds = Vec::new();
+        for (column, value) in pseudonymized.iter().zip(values) {
+            let max_len = change.columns.column(column).and_then(|c| c.max_len);
+            let new = match value {
+                Some(v) => Some(pseudonym(v, max_len).ok_or(Changed::NoKey)?),
+                None => None,
+            };
+            binds.push(new);
+            sets.push(format!("{} = ${}", quoted(column), binds.len()));
+        }
+        let key: Vec<String> = key.iter().map(|k| k.clone().unwrap_or_default()).collect();
+        let (clause, key_binds) = keys_clause(change, &[key], binds.len() + 1, postgres);
+        binds.extend(key_binds);
+        let sql = format!("UPDATE {table} SET {} WHERE {clause}", sets.join(", "));
+        count += tx.execute(&sql, &binds).await?;
+    }
+    Ok(count)
+}
