@@ -13,6 +13,7 @@
 
 mod connect;
 mod error;
+mod gauges;
 mod jobs;
 mod keys;
 mod lease;
@@ -28,6 +29,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
+pub use gauges::StoreGauges;
 pub use jobs::{Claimed, Lease, StatusChange, Timing};
 pub use keys::SampleIdentifier;
 pub use lifecycle::{
