@@ -320,3 +320,42 @@ async fn list_overdue(app: &TestApp, deadline: Duration) -> String {
         .await
         .expect("requests list --overdue")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_the_alerts_name_only_metrics_the_worker_serves() {
+    let addr = free_addr();
+    let app = spawn_app_with(Backend::Sqlite, |s| s.observability.http_addr = Some(addr)).await;
+    until_status(addr, "/readyz", 200).await;
+    let scrape = Scrape::of(addr).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "ops/grafana/dashboards/privacy-worker.json",
+        "ops/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let names = metric_names(&text);
+        assert!(names.len() >= 5, "{file} names {names:?}");
+        for name in names {
+            // The parser files a histogram's buckets under its base name.
+            let base = name.strip_suffix("_bucket").unwrap_or(&name);
+            let served = scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == name || s.metric == base);
+            assert!(served, "{file} uses {name}, which /metrics does not serve");
+        }
+    }
+    app.stop().await;
+}
+
+/// The `privacy_worker_…` names a text uses.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.match_indices("privacy_worker_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect::<String>()
+        })
+        .collect()
+}
