@@ -298,27 +298,44 @@ async fn the_overdue_gauge_counts_a_request_registered_with_a_tiny_deadline() {
     let overdue = list_overdue(&app, deadline).await;
     assert!(overdue.starts_with(&format!("{id} ")), "{overdue}");
     assert!(overdue.contains("due_by="), "{overdue}");
+    let show = RequestsAction::Show {
+        id,
+        reveal: false,
+        reason: String::new(),
+    };
+    let shown: serde_json::Value =
+        serde_json::from_str(&requests(&app, deadline, show).await).unwrap();
+    let due_by = chrono::DateTime::parse_from_rfc3339(shown["request"]["due_by"].as_str().unwrap());
+    // The status reply shows milliseconds; `show` the stored precision.
+    let apart = due_by.unwrap() - stamp("dueBy");
+    assert_eq!(apart.num_milliseconds(), 0, "{shown}");
     app.stop().await;
 }
 
 /// `requests list --overdue`, as an operator runs it.
 async fn list_overdue(app: &TestApp, deadline: Duration) -> String {
+    let list = RequestsAction::List {
+        status: None,
+        tenant: None,
+        overdue: true,
+        limit: 100,
+        json: false,
+    };
+    requests(app, deadline, list).await
+}
+
+/// A `requests` command on the app's store, with this response deadline.
+async fn requests(app: &TestApp, deadline: Duration, action: RequestsAction) -> String {
     let args = RequestsArgs {
         database_url: app.settings.store.url.clone(),
         key_file: app.settings.key_file.clone(),
         operator: "tester".into(),
         response_deadline: deadline,
-        action: RequestsAction::List {
-            status: None,
-            tenant: None,
-            overdue: true,
-            limit: 100,
-            json: false,
-        },
+        action,
     };
     privacy_worker::operator::run(&args)
         .await
-        .expect("requests list --overdue")
+        .expect("the requests command")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
