@@ -26,10 +26,13 @@ use crate::amqp::{AmqpError, Broker};
 use crate::backoff::endless_backoff;
 use crate::check::{self, CheckError};
 use crate::datamap::DataMap;
+use crate::endpoints::{self, Observed};
 use crate::fulfil::{Exports, FulfilSettings, Runner};
 use crate::handlers::Handlers;
+use crate::health::{DatamapState, Health};
 use crate::intake::consumer::{self, Consumer};
 use crate::keyring::{self, Creation, KeyringError};
+use crate::metrics::Session;
 use crate::relay::{self, Relay};
 use crate::settings::{BrokerSettings, WorkerSettings};
 use crate::store::{Store, StoreError};
@@ -55,6 +58,9 @@ pub enum FatalError {
     /// The export storage cannot be used as configured.
     #[error("{0}")]
     Exports(String),
+    /// The HTTP listener's address cannot be bound (in use, not ours).
+    #[error("{0}")]
+    Listen(String),
     /// A subsystem panicked or stopped while nobody asked it to.
     #[error("subsystem {name} {how}")]
     Subsystem {
@@ -117,8 +123,22 @@ async fn start_and_run(
         },
         None => None,
     };
-    let handlers = Handlers::new(store.clone(), keys.clone(), settings.tenant.clone());
+    let deadline = settings.observability.response_deadline;
+    let handlers = Handlers::new(
+        store.clone(),
+        keys.clone(),
+        settings.tenant.clone(),
+        deadline,
+    );
     let gate = StoreGate::new(store.clone());
+    let health = Health::new();
+    let listener = match endpoints::bind(settings.observability.http_addr).await {
+        Ok(listener) => listener,
+        Err(reason) => {
+            store.close().await;
+            return Err(FatalError::Listen(reason));
+        }
+    };
     let intake = Consumer {
         broker: settings.broker.clone(),
         intake: Arc::new(settings.intake.clone()),
@@ -126,6 +146,7 @@ async fn start_and_run(
         batch_max: settings.batch_max,
         batches_in_flight: settings.batches_in_flight,
         drain_timeout: settings.drain_timeout,
+        session: health.session(Session::Intake),
     };
 
     let relay = Relay {
@@ -135,9 +156,18 @@ async fn start_and_run(
         },
         topology: settings.intake.topology.clone(),
         source: settings.intake.reply_source.clone(),
+        session: health.session(Session::Relay),
     };
 
     let subsystems = Subsystems::new(stop.clone());
+    if let Some(listener) = listener {
+        let observed = Observed::new(&store, &gate, &health, deadline);
+        let token = subsystems.token();
+        subsystems.spawn("http", async move {
+            endpoints::serve(listener, observed, &token).await;
+            Ok(())
+        });
+    }
     let token = subsystems.token();
     subsystems.spawn("intake", async move {
         consumer::run(&intake, &handlers, &gate, &token)
@@ -151,7 +181,9 @@ async fn start_and_run(
             .map_err(FatalError::Broker)
     });
     if let (Some(path), Some(exports)) = (settings.datamap.clone(), exports) {
+        health.set_datamap(DatamapState::checked(checked.is_some()));
         let fulfilment = Fulfilment {
+            health: health.clone(),
             path,
             checked,
             store: store.clone(),
@@ -242,6 +274,7 @@ struct Fulfilment {
     exports: Exports,
     owner: String,
     settings: FulfilSettings,
+    health: Health,
 }
 
 impl Fulfilment {
@@ -265,6 +298,7 @@ impl Fulfilment {
                 Err(e) => return Err(FatalError::DataMap(e)),
             }
         };
+        self.health.set_datamap(DatamapState::Loaded);
         let runner = Runner {
             store: self.store,
             keys: self.keys,

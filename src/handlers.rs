@@ -4,6 +4,7 @@
 //! the reply body the documents prescribe for each decision.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -83,15 +84,18 @@ pub struct Handlers {
     store: Store,
     keys: Arc<Keys>,
     lcm_tenant: String,
+    /// `PRIVACY_RESPONSE_DEADLINE`, for the status reply's `dueBy`.
+    deadline: Duration,
 }
 
 impl Handlers {
-    /// Handlers over a store, with the keys for personal data and the LCM tenant.
-    pub fn new(store: Store, keys: Arc<Keys>, lcm_tenant: String) -> Self {
+    /// Handlers over a store, with the keys for personal data, the LCM tenant and deadline.
+    pub fn new(store: Store, keys: Arc<Keys>, lcm_tenant: String, deadline: Duration) -> Self {
         Self {
             store,
             keys,
             lcm_tenant,
+            deadline,
         }
     }
 
@@ -326,6 +330,7 @@ impl Handlers {
                 let mut data = json!({
                     "trackingId": s.id, "reqType": s.kind, "requestStatus": s.status,
                     "createdAt": stamp(s.created_at), "updatedAt": stamp(s.updated_at),
+                    "dueBy": stamp(crate::deadline::due_by(s.created_at, self.deadline)),
                 });
                 match s.status {
                     // What fulfilment produced (a download link, row counts), or

@@ -17,6 +17,10 @@
 //! - [`store_gate`]: holds deliveries while the database is down.
 //! - [`handlers`]: what each operation does: the LCM request, RCDP register, revoke, status.
 //! - [`app`]: opens the store and keys once, runs the subsystems, owns the shutdown.
+//! - [`deadline`]: the one-month deadline: a request's `due_by`, what is open, overdue, due soon.
+//! - [`metrics`]: the process's Prometheus families, with typed (bounded) labels.
+//! - [`health`]: what readiness depends on, per worker instance (broker sessions, data map).
+//! - [`endpoints`]: the HTTP listener subsystem: `/metrics`, `/healthz`, `/readyz`.
 //! - [`session`]: a broker session any subsystem runs in: connect, declare, reconnect.
 //! - [`intake`]: the intake subsystem: what happens to one delivery, from bytes to
 //!   acknowledgement, and the consume loop (`intake::consumer`).
@@ -36,12 +40,16 @@ pub mod check;
 pub mod config;
 pub mod crypto;
 pub mod datamap;
+pub mod deadline;
 pub mod dlq;
+pub mod endpoints;
 pub mod fulfil;
 pub mod handlers;
+pub mod health;
 pub mod intake;
 pub mod keyring;
 pub mod ledger;
+pub mod metrics;
 pub mod operator;
 pub mod protocol;
 pub mod relay;

@@ -5,13 +5,15 @@
 //! request is itself written to the request's audit trail, with who and why.
 
 use anyhow::{Context, bail};
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::config::{RequestsAction, RequestsArgs};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
+use crate::deadline;
 use crate::keyring::{self, Creation};
 use crate::request::RequestStatus;
-use crate::store::{Store, StoreSettings, Transition};
+use crate::store::{RequestSummary, Store, StoreSettings, Transition};
 
 /// Runs one operator action and returns what to print.
 pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
@@ -23,21 +25,33 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
         RequestsAction::List {
             status,
             tenant,
+            overdue,
             limit,
             json,
         } => {
-            let rows = store
-                .list_requests(status_named(status.as_deref())?, tenant.as_deref(), *limit)
-                .await?;
+            let rows = if *overdue {
+                let (before, _) = deadline::cutoffs(Utc::now(), args.response_deadline);
+                let open = deadline::open_statuses();
+                store
+                    .list_registered_before(&open, before, tenant.as_deref(), *limit)
+                    .await?
+            } else {
+                let status = status_named(status.as_deref())?;
+                store
+                    .list_requests(status, tenant.as_deref(), *limit)
+                    .await?
+            };
             if *json {
+                let rows: Vec<Value> = rows.iter().map(|r| with_due_by(r, args)).collect();
                 serde_json::to_string_pretty(&rows)?
             } else {
                 rows.iter()
                     .map(|r| {
                         format!(
-                            "{} tenant={} flow={} kind={} status={} identifier={} messages={} created={} updated={}",
+                            "{} tenant={} flow={} kind={} status={} identifier={} messages={} created={} updated={} due_by={}",
                             r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type,
-                            r.messages, r.created_at.to_rfc3339(), r.updated_at.to_rfc3339()
+                            r.messages, r.created_at.to_rfc3339(), r.updated_at.to_rfc3339(),
+                            deadline::due_by(r.created_at, args.response_deadline).to_rfc3339()
                         )
                     })
                     .collect::<Vec<_>>()
@@ -49,7 +63,7 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
                 .request_summary(*id)
                 .await?
                 .with_context(|| format!("no request {id}"))?;
-            let mut shown = json!({ "request": summary });
+            let mut shown = json!({ "request": with_due_by(&summary, args) });
             if *reveal {
                 let keys = load_keys(args, &store).await?;
                 let detail = store
@@ -137,6 +151,14 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
     };
     store.close().await;
     Ok(output)
+}
+
+/// A request's summary with its `due_by` (registration + the response deadline).
+fn with_due_by(summary: &RequestSummary, args: &RequestsArgs) -> Value {
+    let mut shown = json!(summary);
+    let due_by = deadline::due_by(summary.created_at, args.response_deadline);
+    shown["due_by"] = json!(due_by);
+    shown
 }
 
 /// The status `--status` names.

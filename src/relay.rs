@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::amqp::{AmqpError, Broker, Outgoing, Topology};
+use crate::health::SessionHealth;
 use crate::protocol::StatusChanged;
 use crate::session::{self, SessionEnd};
 use crate::settings::BrokerSettings;
@@ -31,13 +32,19 @@ pub struct Relay {
     pub topology: Topology,
     /// The `source` of announcements.
     pub source: String,
+    /// Where the session's state is reported (readiness).
+    pub session: SessionHealth,
 }
 
 /// Runs the relay until `token` is cancelled.
 pub async fn run(relay: &Relay, store: &Store, token: &CancellationToken) -> Result<(), AmqpError> {
-    session::reconnecting(&relay.broker, &relay.topology, token, |broker| {
-        publish_changes(relay, broker, store, token)
-    })
+    session::reconnecting(
+        &relay.broker,
+        &relay.topology,
+        token,
+        &relay.session,
+        |broker| publish_changes(relay, broker, store, token),
+    )
     .await
 }
 

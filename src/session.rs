@@ -16,6 +16,8 @@ use tracing::{info, warn};
 
 use crate::amqp::{AmqpError, Broker, Topology};
 use crate::backoff::endless_backoff;
+use crate::health::SessionHealth;
+use crate::metrics;
 use crate::settings::BrokerSettings;
 
 /// How a session ended, when it did not fail.
@@ -34,10 +36,13 @@ fn reconnect_backoff() -> ExponentialBackoff {
 /// Runs `body` in one broker session after another until `token` is cancelled.
 /// Returns an error only when the broker refuses us as configured (credentials,
 /// a queue declared with other arguments); unreachable brokers are waited for.
+/// `health` is told when a session is up and when it ends (readiness), and
+/// each reconnection is counted.
 pub async fn reconnecting<F, Fut>(
     broker: &BrokerSettings,
     topology: &Topology,
     token: &CancellationToken,
+    health: &SessionHealth,
     mut body: F,
 ) -> Result<(), AmqpError>
 where
@@ -54,7 +59,10 @@ where
         let ended = match opened {
             Ok(connection) => {
                 delays = reconnect_backoff();
-                body(connection).await
+                health.set_up(true);
+                let ended = body(connection).await;
+                health.set_up(false);
+                ended
             }
             Err(e) => Err(e),
         };
@@ -66,6 +74,7 @@ where
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(30));
         info!(?delay, "reconnecting to the broker");
+        metrics::broker_reconnect(health.which());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = token.cancelled() => return Ok(()),

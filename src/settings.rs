@@ -3,6 +3,7 @@
 //! settings it uses: the intake gets [`IntakeSettings`], not the URLs and key
 //! paths that only start-up needs.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +43,17 @@ pub struct WorkerSettings {
     pub fulfil: FulfilSettings,
     /// What the intake needs for each delivery.
     pub intake: IntakeSettings,
+    /// The HTTP listener and the response deadline.
+    pub observability: ObservabilitySettings,
+}
+
+/// The HTTP listener (metrics, health, readiness) and the deadline it watches.
+#[derive(Debug, Clone)]
+pub struct ObservabilitySettings {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen; `None` turns it off.
+    pub http_addr: Option<SocketAddr>,
+    /// How long after registration a request must be answered (`due_by`).
+    pub response_deadline: Duration,
 }
 
 /// The broker and how to talk to it.

@@ -10,12 +10,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::backoff::endless_backoff;
+use crate::metrics;
 use crate::store::Store;
 
 /// Shared by every delivery of one worker.
@@ -41,11 +42,17 @@ impl StoreGate {
         *self.open.borrow()
     }
 
-    /// Waits until the store is believed reachable.
+    /// Waits until the store is believed reachable; a wait at a closed gate
+    /// is measured (`privacy_worker_store_gate_wait_seconds`).
     pub async fn wait_open(&self) {
+        if self.is_open() {
+            return;
+        }
+        let held = Instant::now();
         let mut open = self.open.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
         let _ = open.wait_for(|open| *open).await;
+        metrics::store_gate_held(held.elapsed());
     }
 
     /// After a transient failure: true when the store answers (the failure was
@@ -57,6 +64,7 @@ impl StoreGate {
         }
         if self.open.send_replace(false) {
             warn!("store unavailable: holding deliveries until it answers again");
+            metrics::store_gate_closed();
         }
         if !self.probing.swap(true, Ordering::SeqCst) {
             tokio::spawn(self.clone().probe());

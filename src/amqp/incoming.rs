@@ -25,6 +25,8 @@ pub struct Incoming {
     pub correlation_id: Option<String>,
     /// AMQP reply_to.
     pub reply_to: Option<String>,
+    /// When the worker received it (for the handling latency).
+    pub received: std::time::Instant,
     pub(super) properties: BasicProperties,
     acker: Acker,
 }
@@ -43,6 +45,7 @@ impl Incoming {
             exchange: delivery.exchange.as_str().to_owned(),
             routing_key: delivery.routing_key.as_str().to_owned(),
             redelivered: delivery.redelivered,
+            received: std::time::Instant::now(),
             body: delivery.data,
             properties: delivery.properties,
             acker: delivery.acker,

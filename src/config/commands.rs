@@ -75,6 +75,9 @@ pub struct RequestsArgs {
     /// Who is acting, for the audit trail.
     #[arg(long, env = "PRIVACY_OPERATOR", default_value = "operator")]
     pub operator: String,
+    /// The response deadline, as for `run` (each request's `due_by`).
+    #[arg(long, env = "PRIVACY_RESPONSE_DEADLINE", value_parser = super::parse_delay, default_value = "30d")]
+    pub response_deadline: std::time::Duration,
     #[command(subcommand)]
     pub action: RequestsAction,
 }
@@ -85,8 +88,12 @@ pub enum RequestsAction {
     /// List requests, newest first (no personal data).
     List {
         /// Only this status (registered, in_progress, completed, failed, revoked).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "overdue")]
         status: Option<String>,
+        /// Only open requests (registered, in progress, failed) past their
+        /// `due_by`, oldest first.
+        #[arg(long)]
+        overdue: bool,
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,

@@ -18,7 +18,7 @@ pub use commands::{
 use crate::amqp::Topology;
 use crate::fulfil::FulfilSettings;
 use crate::protocol::Limits;
-use crate::settings::{BrokerSettings, IntakeSettings, WorkerSettings};
+use crate::settings::{BrokerSettings, IntakeSettings, ObservabilitySettings, WorkerSettings};
 use crate::store::StoreSettings;
 
 /// Default broker: the docker-compose RabbitMQ.
@@ -203,6 +203,27 @@ pub struct RunArgs {
     /// How long an S3 download link (a presigned GET) is valid.
     #[arg(long, env = "PRIVACY_EXPORT_LINK_TTL", value_parser = parse_delay, default_value = "7d")]
     pub export_link_ttl: Duration,
+    /// Address of the HTTP listener (/metrics, /healthz, /readyz); empty turns it off.
+    #[arg(long, env = "PRIVACY_HTTP_ADDR", value_parser = parse_listen, default_value = "127.0.0.1:9464")]
+    pub http_addr: Listen,
+    /// How long after registration a request must be answered (its `due_by`).
+    #[arg(long, env = "PRIVACY_RESPONSE_DEADLINE", value_parser = parse_delay, default_value = "30d")]
+    pub response_deadline: Duration,
+}
+
+/// A listening address, or none (the empty value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+/// `127.0.0.1:9464`, `[::]:9464`; empty turns the listener off.
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|addr| Listen(Some(addr)))
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:9464 (empty turns it off)"))
 }
 
 impl RunArgs {
@@ -257,6 +278,10 @@ impl RunArgs {
                 retry_attempts: self.retry_attempts.max(1),
                 reply_source: self.reply_source.clone(),
                 parked_ttl: self.parked_ttl,
+            },
+            observability: ObservabilitySettings {
+                http_addr: self.http_addr.0,
+                response_deadline: self.response_deadline,
             },
         }
     }
@@ -322,5 +347,22 @@ mod tests {
         assert_eq!(parse_delay("14d"), Ok(Duration::from_secs(14 * 86_400)));
         assert!(parse_delay("5").is_err());
         assert!(parse_delay("fast").is_err());
+    }
+
+    #[test]
+    fn an_empty_http_address_turns_the_listener_off() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["privacy-worker", "run"], args].concat()).unwrap();
+            match cli.command {
+                Some(Command::Run(run)) => run.settings().observability.http_addr,
+                _ => unreachable!("run was given"),
+            }
+        };
+        assert_eq!(run(&["--http-addr", ""]), None);
+        assert_eq!(
+            run(&["--http-addr", "0.0.0.0:9100"]),
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert!(parse_listen("localhost").is_err());
     }
 }

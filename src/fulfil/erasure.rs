@@ -139,6 +139,9 @@ impl Runner {
                 Some(_) => self.store.mark_done(lease, self.until(), database).await,
                 None => self.store.heartbeat(lease, self.until()).await,
             };
+            for (change, count) in changes.iter().zip(applied.iter().flatten()) {
+                super::observe::rewritten(change.action, *count);
+            }
             match marked {
                 Ok(true) if applied.is_some() => {}
                 Ok(true) => return Err(FulfilError::StoreDown),

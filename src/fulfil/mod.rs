@@ -8,6 +8,7 @@ mod access;
 mod archive;
 mod erasure;
 mod exports;
+mod observe;
 mod resolve;
 mod runner;
 

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::FulfilError;
 use super::access;
 use super::exports::Exports;
+use super::observe;
 use super::resolve::{Customer, resolve};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
 use crate::datamap::DataMap;
@@ -111,9 +112,17 @@ impl Runner {
         let Some(claimed) = self.store.claim_due(&self.owner, timing).await? else {
             return Ok(Ran::Idle);
         };
+        let started = std::time::Instant::now();
+        let ran = self.attempt(&claimed).await;
+        observe::run_ended(&claimed, &ran, started.elapsed());
+        ran
+    }
+
+    /// The claimed request's attempt, to its end.
+    async fn attempt(&self, claimed: &Claimed) -> Result<Ran, StoreError> {
         let lease = claimed.lease.clone();
         let id = lease.request_id;
-        let work = self.fulfil(&claimed);
+        let work = self.fulfil(claimed);
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.settings.lease / 3).await;
@@ -188,7 +197,7 @@ impl Runner {
             attempt: claimed.lease.attempt,
             tenant: &claimed.tenant,
         };
-        access::export(
+        let result = access::export(
             &self.map,
             &self.targets,
             &self.columns,
@@ -196,7 +205,9 @@ impl Runner {
             job,
             &self.exports,
         )
-        .await
+        .await?;
+        observe::exported(&result);
+        Ok(result)
     }
 
     /// The request's identifiers: the one it names, and for an LCM request the

@@ -21,6 +21,7 @@ impl Intake {
     /// everything else goes the single-delivery path, and so does the whole batch
     /// if its transaction fails (so one bad message cannot sink the others).
     pub async fn handle_batch(&self, batch: Vec<Incoming>) -> Vec<Outcome> {
+        crate::metrics::batch_taken(batch.len());
         let mut grouped = Vec::new();
         let mut single = Vec::new();
         for incoming in batch {

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use super::{Intake, Outcome};
 use crate::amqp::{AmqpError, Broker, Incoming};
 use crate::handlers::Handlers;
+use crate::health::SessionHealth;
 use crate::session::{self, SessionEnd};
 use crate::settings::{BrokerSettings, IntakeSettings};
 use crate::store_gate::StoreGate;
@@ -40,6 +41,8 @@ pub struct Consumer {
     pub batches_in_flight: usize,
     /// Time allowed to finish in-flight deliveries on shutdown.
     pub drain_timeout: Duration,
+    /// Where the session's state is reported (readiness).
+    pub session: SessionHealth,
 }
 
 /// Runs the intake until `token` is cancelled; an error only when the broker
@@ -51,9 +54,13 @@ pub async fn run(
     token: &CancellationToken,
 ) -> Result<(), AmqpError> {
     let topology = &consumer.intake.topology;
-    session::reconnecting(&consumer.broker, topology, token, |broker| {
-        consume(consumer, broker, handlers, gate, token)
-    })
+    session::reconnecting(
+        &consumer.broker,
+        topology,
+        token,
+        &consumer.session,
+        |broker| consume(consumer, broker, handlers, gate, token),
+    )
     .await
 }
 

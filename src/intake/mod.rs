@@ -35,6 +35,7 @@ use crate::store_gate::StoreGate;
 
 mod batch;
 pub mod consumer;
+mod observe;
 mod retry;
 
 /// A failure, classified once.
@@ -129,6 +130,13 @@ impl Intake {
         self.settle(&incoming, result).await
     }
 
+    /// Ends a delivery after an attempt (see [`Intake::end`]) and counts how.
+    async fn settle(&self, incoming: &Incoming, result: Result<Outcome, Failure>) -> Outcome {
+        let outcome = self.end(incoming, result).await;
+        observe::ended(incoming, &outcome);
+        outcome
+    }
+
     /// Ends a delivery after an attempt, the one place where every failure is
     /// acted on: an answered delivery is acknowledged; a failure while the store
     /// answers goes to a retry queue (or the dead queue) and is then
@@ -136,7 +144,7 @@ impl Intake {
     /// Whatever happens, the delivery does not keep its prefetch slot: what
     /// cannot be settled on its channel is [`Outcome::Unsettled`], and the
     /// session that sees it ends, so the broker takes the delivery back.
-    async fn settle(&self, incoming: &Incoming, result: Result<Outcome, Failure>) -> Outcome {
+    async fn end(&self, incoming: &Incoming, result: Result<Outcome, Failure>) -> Outcome {
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(Failure::Broker(error)) => return self.hand_back(incoming, &error).await,

@@ -14,6 +14,7 @@
 mod connect;
 mod erasure;
 mod error;
+mod gauges;
 mod jobs;
 mod keys;
 mod lease;
@@ -30,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use connect::StoreSettings;
 pub use erasure::{Discovery, FoundRow, LedgerEntry};
 pub use error::StoreError;
+pub use gauges::StoreGauges;
 pub use jobs::{Claimed, Lease, StatusChange, Timing};
 pub use keys::SampleIdentifier;
 pub use lifecycle::{

@@ -60,7 +60,7 @@ pub struct RequestEvent {
 
 /// A summary row as stored.
 #[derive(sqlx::FromRow)]
-struct SummaryRow {
+pub(super) struct SummaryRow {
     id: i64,
     tenant: String,
     flow: String,
@@ -113,7 +113,7 @@ fn event((at, actor, from, to, reason): EventRow) -> Result<RequestEvent, StoreE
     })
 }
 
-const SUMMARY_COLUMNS: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type, \
+pub(super) const SUMMARY_COLUMNS: &str = "SELECT r.id, r.tenant, r.flow, r.kind, r.status, r.identifier_type, \
     (SELECT COUNT(*) FROM inbound_messages m WHERE m.request_id = r.id) AS messages, \
     r.created_at, r.updated_at, r.result, r.last_error FROM privacy_requests r";
 

@@ -203,6 +203,7 @@ async fn a_forget_erases_the_customer_everywhere_and_leaves_the_others() {
         database_url: app.settings.store.url.clone(),
         key_file: app.settings.key_file.clone(),
         operator: "tester".into(),
+        response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action,
     };
     let retry = RequestsAction::Retry {

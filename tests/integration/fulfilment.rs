@@ -117,6 +117,7 @@ async fn a_database_down_is_retried_then_failed_and_an_operator_retry_fulfils_it
         database_url: app.settings.store.url.clone(),
         key_file: app.settings.key_file.clone(),
         operator: "tester".into(),
+        response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action: RequestsAction::Retry {
             id,
             reason: "the CRM is back".into(),

@@ -11,7 +11,9 @@ use lapin::BasicProperties;
 use privacy_worker::amqp::Topology;
 use privacy_worker::app::{self, FatalError};
 use privacy_worker::protocol::Limits;
-use privacy_worker::settings::{BrokerSettings, IntakeSettings, WorkerSettings};
+use privacy_worker::settings::{
+    BrokerSettings, IntakeSettings, ObservabilitySettings, WorkerSettings,
+};
 use privacy_worker::store::{Store, StoreSettings};
 use serde_json::Value;
 use sqlx::Connection as _;
@@ -182,6 +184,11 @@ pub fn worker_settings(topology: Topology, database_url: String) -> WorkerSettin
             retry_attempts: 5,
             reply_source: "privacy-worker".into(),
             parked_ttl: Duration::from_secs(14 * 86_400),
+        },
+        // Off: tests that want the listener give it a free port of their own.
+        observability: ObservabilitySettings {
+            http_addr: None,
+            response_deadline: Duration::from_secs(30 * 86_400),
         },
     }
 }

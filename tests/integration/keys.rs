@@ -79,6 +79,7 @@ async fn reveal(app: &TestApp, key_file: &Path, id: i64) -> String {
         database_url: app.settings.store.url.clone(),
         key_file: Some(key_file.to_owned()),
         operator: "tester".into(),
+        response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action: RequestsAction::Show {
             id,
             reveal: true,

@@ -46,6 +46,7 @@ async fn trace_logs_never_contain_personal_data_and_sigterm_exits_zero() {
         )
         .envs(topology_env(&topology))
         .env("RUST_LOG", "trace")
+        .env("PRIVACY_HTTP_ADDR", "")
         .env("LOG_FORMAT", "text")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -19,6 +19,7 @@ mod jobs;
 mod keys;
 mod lifecycle;
 mod logs;
+mod observability;
 mod process;
 mod protocol;
 mod proxy;

@@ -27,6 +27,8 @@ impl WorkerProcess {
         command
             .arg("run")
             .env("RUST_LOG", "info")
+            // Off unless a test asks: several workers run at once on one host.
+            .env("PRIVACY_HTTP_ADDR", "")
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .kill_on_drop(true);

@@ -98,6 +98,8 @@ fn spawn_child(
         .env("PRIVACY_PREFETCH", args.prefetch.to_string())
         .env("DATABASE_URL", &args.database_url)
         .env("RUST_LOG", "warn")
+        // Several workers on one host; the bench scrapes nothing.
+        .env("PRIVACY_HTTP_ADDR", "")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
