@@ -7,6 +7,8 @@
 //! customer databases or, decrypted, in the worker's own store. A completed
 //! forget cannot be retried.
 
+use std::time::Duration;
+
 use privacy_worker::config::{RequestsAction, RequestsArgs};
 use privacy_worker::crypto::pseudonym::is_pseudonym;
 use privacy_worker::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT, Sealed};
@@ -212,6 +214,212 @@ async fn a_forget_erases_the_customer_everywhere_and_leaves_the_others() {
     };
     let refused = privacy_worker::operator::run(&args(retry)).await;
     assert!(refused.is_err(), "{refused:?}");
+    app.stop().await;
+    demo.drop().await;
+}
+
+/// The demo CRM's customers row of `id`, cell by cell.
+async fn customer(demo: &DemoDatabases, id: i32) -> Vec<Option<String>> {
+    use sqlx::Row as _;
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    let row = sqlx::query(
+        "SELECT full_name, email, phone, postcode, birth_date FROM customers WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut crm)
+    .await
+    .unwrap();
+    crm.close().await.unwrap();
+    (0..5).map(|i| row.get(i)).collect()
+}
+
+/// An LCM request with IsPseudonymize for the account, answered with its id.
+async fn pseudonymize(app: &TestApp, account: &str, phone: &str) -> i64 {
+    let body = crate::helpers::SAMPLE_REQUEST
+        .replace("\"IsPseudonymize\": false", "\"IsPseudonymize\": true")
+        .replace("934|1|475|0|0|44|59", account)
+        .replace("14152347172", phone);
+    let mut replies = app.replies().await;
+    app.publish(
+        "LCM.WebService.GetDataPrivacyStatusRequest",
+        body.as_bytes(),
+        crate::helpers::properties(Some(&format!("pseudonymize-{account}")), None),
+    )
+    .await;
+    let reply = replies.take(1, Duration::from_secs(30)).await.remove(0);
+    reply.response().expect("a request id").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pseudonymization_exports_the_originals_then_gives_one_value_one_pseudonym_everywhere() {
+    let demo = DemoDatabases::load().await;
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
+    let (app, exports) = exporting(Backend::Sqlite, &map).await;
+    let before = dump(&demo).await;
+    let john = pseudonymize(&app, "934|1|475|0|0|44|59", "14152347172").await;
+    completed(&app, john).await;
+
+    // The export has the values as they were.
+    let file = std::fs::File::open(archive(exports.path(), john)).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let mut customers = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("crm.customers.csv").unwrap(),
+        &mut customers,
+    )
+    .unwrap();
+    assert!(customers.contains("John Smith,john.smith@example.com,14152347172"));
+
+    // The databases have none of them: every personal cell is a pseudonym.
+    let after = dump(&demo).await;
+    let personal = [
+        "john",
+        "smith",
+        "14152347172",
+        "1-415-234-7172",
+        "1980-04-02",
+    ];
+    assert!(
+        found_in(&after, &personal).is_empty(),
+        "{:?}",
+        found_in(&after, &personal)
+    );
+    assert_eq!(after.len(), before.len(), "no row added or removed");
+    let cells = customer(&demo, 1).await;
+    assert!(cells.iter().flatten().all(|c| is_pseudonym(c)), "{cells:?}");
+    let (name, phone, postcode) = (
+        cells[0].clone().unwrap(),
+        cells[2].clone().unwrap(),
+        cells[3].clone().unwrap(),
+    );
+    // One value, one pseudonym: his phone in three tables of two databases, his
+    // name in the customers and the invoices.
+    let with = |needle: &str, prefix: &str| {
+        after
+            .iter()
+            .filter(|r| r.starts_with(prefix) && r.contains(needle))
+            .count()
+    };
+    assert_eq!(with(&phone, "calls"), 2, "{after:?}");
+    assert_eq!(
+        with(&phone, "leads"),
+        1,
+        "lead 2 holds the same digits: {after:?}"
+    );
+    assert_eq!(with(&name, "invoices"), 2, "{after:?}");
+    // Ahmed is untouched.
+    assert_eq!(customer(&demo, 3).await[0].as_deref(), Some("Ahmed Khan"));
+
+    // A second request of the tenant: Mary's postcode is John's, so is its pseudonym.
+    let mary = pseudonymize(&app, "934|1|475|0|0|44|60", "+44 20 7946 0958").await;
+    completed(&app, mary).await;
+    let cells = customer(&demo, 2).await;
+    assert_eq!(cells[3].as_deref(), Some(postcode.as_str()));
+    assert_ne!(cells[0].as_deref(), Some(name.as_str()));
+    let status = crate::lifecycle::Rcdp::new(&app)
+        .await
+        .status(john, "default")
+        .await;
+    assert_eq!(
+        status["data"]["result"]["pseudonymized"]["crm.customers"], 1,
+        "{status}"
+    );
+    app.stop().await;
+    demo.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_from_a_backup_is_erased_again_by_ledger_replay_and_a_second_replay_changes_nothing()
+ {
+    let demo = DemoDatabases::load().await;
+    let crate::helpers::TestDatabase::Postgres(crm, _) = &demo.crm else {
+        unreachable!("the CRM is PostgreSQL")
+    };
+    let backup = format!("{crm}_backup");
+    let admin = crate::helpers::postgres_admin_url();
+    let mut pg = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let sql = format!("CREATE DATABASE {backup} TEMPLATE {crm}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    let dialer_backup = demo.dialer.with_extension("backup");
+    std::fs::copy(&demo.dialer, &dialer_backup).unwrap();
+
+    let map = demo.inline_datamap(&demo.crm_url, |m| m);
+    let (mut app, _exports) = exporting(Backend::Sqlite, &map).await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let forget = tracking_id(
+        &rcdp
+            .register("forget", "mobile", "+1 415 234 7172", "t1")
+            .await,
+    );
+    drop(rcdp);
+    completed(&app, forget).await;
+    let forgotten = dump(&demo).await;
+    assert!(found_in(&forgotten, &JOHN).is_empty());
+    let (store_url, key_file) = (
+        app.settings.store.url.clone(),
+        app.settings.key_file.clone(),
+    );
+    app.stop_worker().await;
+
+    // The backup comes back: so does John.
+    let sql = format!("DROP DATABASE {crm} WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    let sql = format!("CREATE DATABASE {crm} TEMPLATE {backup}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    std::fs::copy(&dialer_backup, &demo.dialer).unwrap();
+    assert!(!found_in(&dump(&demo).await, &JOHN).is_empty(), "restored");
+
+    let replay = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"));
+        command
+            .args(["ledger", "replay"])
+            .env("DATABASE_URL", &store_url)
+            .env("PRIVACY_DATAMAP", &map)
+            .env("RUST_LOG", "warn");
+        if let Some(key_file) = &key_file {
+            command.env("PRIVACY_KEY_FILE", key_file);
+        }
+        let output = command.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        said
+    };
+    let said = replay();
+    assert!(
+        said.contains("crm.customers: 1 of 1 ledger rows deleted again"),
+        "{said}"
+    );
+    assert_eq!(dump(&demo).await, forgotten, "erased again, the same way");
+    let said = replay();
+    assert!(
+        said.contains("crm.customers: 0 of 1 ledger rows deleted again"),
+        "{said}"
+    );
+    assert_eq!(
+        dump(&demo).await,
+        forgotten,
+        "a second replay changes nothing"
+    );
+
+    let sql = format!("DROP DATABASE {backup} WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    pg.close().await.unwrap();
     app.stop().await;
     demo.drop().await;
 }

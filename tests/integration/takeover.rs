@@ -1,7 +1,8 @@
 //! Fulfilment by worker processes: a worker killed with SIGKILL in the middle of
 //! an export loses its lease, another takes the request over and writes one
 //! complete archive; two workers sharing several due requests fulfil each once,
-//! one archive each.
+//! one archive each; a worker killed in the middle of an erasure is taken over
+//! and the erasure ends in the same state.
 
 use std::path::Path;
 use std::time::Duration;
@@ -176,6 +177,75 @@ async fn two_workers_sharing_several_due_requests_fulfil_each_once_with_one_arch
     for worker in &mut workers {
         worker.sigterm_exits_zero(Duration::from_secs(30)).await;
     }
+    app.stop().await;
+    demo.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same() {
+    let demo = DemoDatabases::load().await;
+    let calls = 200_000;
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    let seed = format!(
+        "INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) \
+         SELECT 100 + g, 1, '2026-01-01T00:00:00Z', '14152347172', 'agent', 'John called ' || g \
+         FROM generate_series(1, {calls}) AS g"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+        .execute(&mut crm)
+        .await
+        .unwrap();
+    let app = test_env(Backend::Postgres).await;
+    let exports = tempfile::tempdir().unwrap();
+    let (_map, env) = fulfilling(&demo, exports.path(), "3s");
+    let mut first = start(&app, &env);
+    let mut rcdp = Rcdp::new(&app).await;
+    let id = tracking_id(&rcdp.register("forget", "gcrid", "GCR-1001", "t1").await);
+    status_becomes(&app, id, RequestStatus::InProgress, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill9().await;
+
+    let mut second = start(&app, &env);
+    status_becomes(&app, id, RequestStatus::Completed, Duration::from_secs(120)).await;
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customers WHERE id = 1), \
+                (SELECT count(*) FROM calls WHERE customer_id = 1), \
+                (SELECT count(*) FROM calls)",
+    )
+    .fetch_one(&mut crm)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (0, 0, 2),
+        "John and his calls gone, Mary's and Ahmed's kept"
+    );
+    let leads = crate::forget::dump(&demo).await;
+    assert!(crate::forget::found_in(&leads, &crate::forget::JOHN).is_empty());
+    let mut store = sqlx::PgConnection::connect(&app.settings.store.url)
+        .await
+        .unwrap();
+    let (rows, pending): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE done_at IS NULL) FROM customer_rows \
+         WHERE request_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut store)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0, "every discovered row done");
+    assert!(
+        rows > calls,
+        "the ledger holds his {calls} calls and more: {rows}"
+    );
+    let audit = crate::helpers::audit_reasons(&app.store, id).await;
+    assert!(
+        audit.iter().any(|r| r == "attempt 2: lease taken over"),
+        "killed before it was done: {audit:?}"
+    );
+    store.close().await.unwrap();
+    crm.close().await.unwrap();
+    second.sigterm_exits_zero(Duration::from_secs(30)).await;
     app.stop().await;
     demo.drop().await;
 }
