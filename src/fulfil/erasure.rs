@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
+use tracing::info;
 
 use super::FulfilError;
 use super::access;
@@ -39,6 +40,7 @@ impl Runner {
         if let Some(saved) = self.store.discovery(id).await.map_err(store_error)? {
             return Ok(saved);
         }
+        let started = std::time::Instant::now();
         let resolved;
         let customer = match customer {
             Some(customer) => customer,
@@ -77,6 +79,7 @@ impl Runner {
         if !related.contains(&id) {
             related.push(id);
         }
+        let found = started.elapsed();
         let saved = self
             .store
             .save_discovery(&claimed.lease, self.until(), &rows, &related)
@@ -85,6 +88,7 @@ impl Runner {
         if !saved {
             return Err(FulfilError::LostLease);
         }
+        info!(request = id, rows = rows.len(), ?found, took = ?started.elapsed(), "discovery saved");
         Ok(Discovery {
             related,
             rows: rows.into_iter().map(|r| (r, false)).collect(),
@@ -126,6 +130,7 @@ impl Runner {
                 continue;
             }
             let lease = &claimed.lease;
+            let started = std::time::Instant::now();
             let held = self
                 .store
                 .heartbeat(lease, self.until())
@@ -142,6 +147,8 @@ impl Runner {
             for (change, count) in changes.iter().zip(applied.iter().flatten()) {
                 super::observe::rewritten(change.action, *count);
             }
+            let id = lease.request_id;
+            info!(request = id, database, took = ?started.elapsed(), "database changed");
             match marked {
                 Ok(true) if applied.is_some() => {}
                 Ok(true) => return Err(FulfilError::StoreDown),

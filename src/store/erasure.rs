@@ -6,8 +6,8 @@
 //! `ledger replay` reads. Every write is fenced by the lease, like the runner's.
 
 use chrono::{DateTime, Utc};
+use sqlx::Database;
 use sqlx::query::Query;
-use sqlx::{Database, QueryBuilder};
 
 use super::jobs::{Fenced, Lease};
 use super::statements::Binds;
@@ -50,31 +50,15 @@ pub struct LedgerEntry {
     pub done_at: DateTime<Utc>,
 }
 
-/// Rows per multi-row INSERT (five values each).
-const INSERT_BATCH: usize = 1000;
-
-fn bind_rows<'q, DB: Database>(
-    request_id: i64,
-    rows: &'q [FoundRow],
-    keys: &'q [String],
-) -> QueryBuilder<DB>
-where
-    i64: Binds<'q, DB>,
-    &'q str: Binds<'q, DB>,
-{
-    let mut insert = QueryBuilder::new(
-        "INSERT INTO customer_rows (request_id, db_name, table_name, action, row_key) ",
-    );
-    insert.push_values(rows.iter().zip(keys), |mut values, (row, key)| {
-        values
-            .push_bind(request_id)
-            .push_bind(row.database.as_str())
-            .push_bind(row.table.as_str())
-            .push_bind(row.action.as_str())
-            .push_bind(key.as_str());
-    });
-    insert
-}
+/// Inserts one table's discovered rows, their keys given as one JSON array of
+/// arrays (`$5`): one statement per table, however many rows, in their order.
+const INSERT_ROWS_SQLITE: &str = "INSERT INTO customer_rows \
+    (request_id, db_name, table_name, action, row_key) \
+    SELECT $1, $2, $3, $4, value FROM json_each($5) ORDER BY key";
+const INSERT_ROWS_PG: &str = "INSERT INTO customer_rows \
+    (request_id, db_name, table_name, action, row_key) \
+    SELECT $1, $2, $3, $4, e.value::text \
+    FROM jsonb_array_elements(CAST($5 AS jsonb)) WITH ORDINALITY AS e(value, n) ORDER BY e.n";
 
 /// A value bound to one of these statements.
 #[derive(Debug, Clone, Copy)]
@@ -104,27 +88,27 @@ where
 }
 
 impl WriteTx {
-    /// Saves discovered rows, in batches.
+    /// Saves discovered rows: a statement per run of rows of one table and action.
     async fn insert_rows(&mut self, request_id: i64, rows: &[FoundRow]) -> Result<(), StoreError> {
-        let keys: Vec<String> = rows
-            .iter()
-            .map(|r| serde_json::to_string(&r.key).expect("strings serialise"))
-            .collect();
-        for (rows, keys) in rows.chunks(INSERT_BATCH).zip(keys.chunks(INSERT_BATCH)) {
-            match self {
-                Self::Postgres(tx) => {
-                    bind_rows(request_id, rows, keys)
-                        .build()
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                Self::Sqlite(tx) => {
-                    bind_rows(request_id, rows, keys)
-                        .build()
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
+        let sql = match self {
+            Self::Postgres(_) => INSERT_ROWS_PG,
+            Self::Sqlite(_) => INSERT_ROWS_SQLITE,
+        };
+        let same = |a: &FoundRow, b: &FoundRow| {
+            (&a.database, &a.table, a.action) == (&b.database, &b.table, b.action)
+        };
+        for group in rows.chunk_by(same) {
+            let first = &group[0];
+            let keys: Vec<&Vec<String>> = group.iter().map(|r| &r.key).collect();
+            let keys = serde_json::to_string(&keys).expect("strings serialise");
+            let args = [
+                Arg::Id(request_id),
+                Arg::Text(&first.database),
+                Arg::Text(&first.table),
+                Arg::Text(first.action.as_str()),
+                Arg::Text(&keys),
+            ];
+            self.run(sql, &args).await?;
         }
         Ok(())
     }
@@ -200,8 +184,10 @@ impl Store {
     /// The saved discovery of a request, if any.
     pub async fn discovery(&self, request_id: i64) -> Result<Option<Discovery>, StoreError> {
         const RELATED: &str = "SELECT related_requests FROM privacy_requests WHERE id = $1";
-        const ROWS: &str = "SELECT db_name, table_name, action, row_key, done_at IS NOT NULL \
-            FROM customer_rows WHERE request_id = $1 ORDER BY id";
+        const ROWS: &str = "SELECT c.db_name, c.table_name, c.action, c.row_key, \
+            d.done_at IS NOT NULL FROM customer_rows c LEFT JOIN customer_databases_done d \
+            ON d.request_id = c.request_id AND d.db_name = c.db_name \
+            WHERE c.request_id = $1 ORDER BY c.id";
         let related: Option<Option<String>> = on_pool!(self, pool =>
             sqlx::query_scalar(RELATED).bind(request_id).fetch_optional(pool).await?);
         let Some(related) = related.flatten() else {
@@ -246,8 +232,8 @@ impl Store {
         until: DateTime<Utc>,
         database: &str,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE customer_rows SET done_at = $3 \
-            WHERE request_id = $1 AND db_name = $2 AND done_at IS NULL";
+        const SQL: &str = "INSERT INTO customer_databases_done (request_id, db_name, done_at) \
+            VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         let Some(mut tx) = self.begin_fenced(lease, until).await? else {
             return Ok(false);
         };
@@ -321,9 +307,10 @@ impl Store {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         const SQL: &str = "SELECT c.request_id, r.tenant, c.db_name, c.table_name, c.action, \
-            c.row_key, c.done_at FROM customer_rows c JOIN privacy_requests r ON r.id = c.request_id \
-            WHERE c.done_at IS NOT NULL AND ($1 IS NULL OR c.db_name = $1) \
-            AND ($2 IS NULL OR c.done_at >= $2) ORDER BY c.id";
+            c.row_key, d.done_at FROM customer_rows c \
+            JOIN customer_databases_done d ON d.request_id = c.request_id AND d.db_name = c.db_name \
+            JOIN privacy_requests r ON r.id = c.request_id \
+            WHERE ($1 IS NULL OR c.db_name = $1) AND ($2 IS NULL OR d.done_at >= $2) ORDER BY c.id";
         type Row = (i64, String, String, String, String, String, DateTime<Utc>);
         let rows: Vec<Row> = on_pool!(self, pool =>
             sqlx::query_as(SQL).bind(database).bind(since).fetch_all(pool).await?);

@@ -17,8 +17,10 @@ use super::{Pool, TableColumns, TargetError, Targets, classify};
 use crate::datamap::TableMap;
 use crate::request::RowAction;
 
-/// Keys per statement.
-const BATCH: usize = 500;
+/// Keys per statement: PostgreSQL takes them as one array, SQLite one
+/// parameter each (it allows 32,766).
+const PG_BATCH: usize = 10_000;
+const SQLITE_BATCH: usize = 500;
 
 /// What to do to some of one table's rows.
 #[derive(Debug)]
@@ -36,6 +38,35 @@ pub struct TableChange<'a> {
 /// Makes a pseudonym of a value for a column of at most so many characters.
 pub type Pseudonyms<'a> = &'a (dyn Fn(&str, Option<usize>) -> Option<String> + Sync);
 
+/// A value bound to a statement: a text, or (PostgreSQL) an array of texts.
+#[derive(Debug, Clone)]
+enum Bind {
+    One(Option<String>),
+    Many(Vec<Option<String>>),
+}
+
+type Sql = sqlx::AssertSqlSafe<String>;
+
+fn postgres_query<'q>(
+    sql: Sql,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    binds.iter().fold(sqlx::query(sql), |q, b| match b {
+        Bind::One(v) => q.bind(v.clone()),
+        Bind::Many(v) => q.bind(v.clone()),
+    })
+}
+
+fn sqlite_query<'q>(
+    sql: Sql,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    binds.iter().fold(sqlx::query(sql), |q, b| match b {
+        Bind::One(v) => q.bind(v.clone()),
+        Bind::Many(_) => unreachable!("arrays are bound on PostgreSQL only"),
+    })
+}
+
 /// A transaction on a customer database.
 enum Tx {
     Postgres(Transaction<'static, Postgres>),
@@ -43,18 +74,14 @@ enum Tx {
 }
 
 impl Tx {
-    async fn execute(&mut self, sql: &str, binds: &[Option<String>]) -> Result<u64, sqlx::Error> {
+    async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         Ok(match self {
-            Self::Postgres(tx) => binds
-                .iter()
-                .fold(sqlx::query(sql), |q, b| q.bind(b.clone()))
+            Self::Postgres(tx) => postgres_query(sql, binds)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Self::Sqlite(tx) => binds
-                .iter()
-                .fold(sqlx::query(sql), |q, b| q.bind(b.clone()))
+            Self::Sqlite(tx) => sqlite_query(sql, binds)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
@@ -64,7 +91,7 @@ impl Tx {
     async fn fetch(
         &mut self,
         sql: &str,
-        binds: &[Option<String>],
+        binds: &[Bind],
         width: usize,
     ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
         use sqlx::Row;
@@ -74,16 +101,12 @@ impl Tx {
         };
         match self {
             Self::Postgres(tx) => {
-                let query = binds
-                    .iter()
-                    .fold(sqlx::query(sql), |q, b| q.bind(b.clone()));
+                let query = postgres_query(sql, binds);
                 let rows = query.fetch_all(&mut **tx).await?;
                 rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
             }
             Self::Sqlite(tx) => {
-                let query = binds
-                    .iter()
-                    .fold(sqlx::query(sql), |q, b| q.bind(b.clone()));
+                let query = sqlite_query(sql, binds);
                 let rows = query.fetch_all(&mut **tx).await?;
                 rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
             }
@@ -99,20 +122,35 @@ fn typed(mark: usize, columns: &TableColumns, column: &str, postgres: bool) -> S
     }
 }
 
-/// `WHERE` for a batch of keys, with the binds, numbered from `$first`.
+/// `WHERE` for a batch of keys, with the binds, numbered from `$first`. On
+/// PostgreSQL a one-column key is one array parameter (`= ANY`), else each row
+/// is a term of its own.
 fn keys_clause(
     change: &TableChange<'_>,
     batch: &[Vec<String>],
     first: usize,
     postgres: bool,
-) -> (String, Vec<Option<String>>) {
+) -> (String, Vec<Bind>) {
     let key = &change.table.key;
+    if let ([column], true) = (key.as_slice(), postgres) {
+        let sql_type = change
+            .columns
+            .column(column)
+            .map_or("text", |c| &c.sql_type);
+        let clause = format!(
+            "{} = ANY(CAST(${first} AS {}[]))",
+            quoted(column),
+            quoted(sql_type)
+        );
+        let values = batch.iter().map(|k| Some(k[0].clone())).collect();
+        return (clause, vec![Bind::Many(values)]);
+    }
     let mut binds = Vec::new();
     let mut rows = Vec::new();
     for values in batch {
         let mut terms = Vec::new();
         for (column, value) in key.iter().zip(values) {
-            binds.push(Some(value.clone()));
+            binds.push(Bind::One(Some(value.clone())));
             let mark = typed(first + binds.len() - 1, change.columns, column, postgres);
             terms.push(format!("{} = {mark}", quoted(column)));
         }
@@ -141,7 +179,8 @@ impl Targets {
         let mut affected = Vec::with_capacity(changes.len());
         for change in changes {
             let mut count = 0;
-            for batch in change.keys.chunks(BATCH) {
+            let size = if postgres { PG_BATCH } else { SQLITE_BATCH };
+            for batch in change.keys.chunks(size) {
                 count += change_batch(&mut tx, change, batch, pseudonym, postgres)
                     .await
                     .map_err(|e| match e {
@@ -233,25 +272,88 @@ async fn change_batch(
     );
     let width = keys.len() + read.len();
     let rows = tx.fetch(&sql, &binds, width).await?;
-    let mut count = 0;
-    for row in rows {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // The new values, column by column (keys first), then one UPDATE for the
+    // batch joined to them.
+    let mut new: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); width];
+    for row in &rows {
         let (key, values) = row.split_at(keys.len());
-        let mut sets = nulled.clone();
-        let mut binds = Vec::new();
-        for (column, value) in pseudonymized.iter().zip(values) {
+        for (i, cell) in key.iter().enumerate() {
+            new[i].push(cell.clone());
+        }
+        for (i, (column, value)) in pseudonymized.iter().zip(values).enumerate() {
             let max_len = change.columns.column(column).and_then(|c| c.max_len);
-            let new = match value {
+            let value = match value {
                 Some(v) => Some(pseudonym(v, max_len).ok_or(Changed::NoKey)?),
                 None => None,
             };
-            binds.push(new);
-            sets.push(format!("{} = ${}", quoted(column), binds.len()));
+            new[keys.len() + i].push(value);
         }
-        let key: Vec<String> = key.iter().map(|k| k.clone().unwrap_or_default()).collect();
-        let (clause, key_binds) = keys_clause(change, &[key], binds.len() + 1, postgres);
-        binds.extend(key_binds);
-        let sql = format!("UPDATE {table} SET {} WHERE {clause}", sets.join(", "));
-        count += tx.execute(&sql, &binds).await?;
     }
+    let sql = update_from(change, &table, &pseudonymized, &nulled, &new, postgres);
+    let binds: Vec<Bind> = if postgres {
+        new.into_iter().map(Bind::Many).collect()
+    } else {
+        // Row by row, as VALUES wants them.
+        (0..rows.len())
+            .flat_map(|r| new.iter().map(move |column| Bind::One(column[r].clone())))
+            .collect()
+    };
+    let count = tx.execute(&sql, &binds).await?;
     Ok(count)
+}
+
+/// The UPDATE that writes `new` (key columns first, then the pseudonymized
+/// ones) over the batch's rows: on PostgreSQL joined to `UNNEST` of one array
+/// per column, on SQLite to `VALUES` (whose columns are column1, column2, ...).
+fn update_from(
+    change: &TableChange<'_>,
+    table: &str,
+    pseudonymized: &[&String],
+    nulled: &[String],
+    new: &[Vec<Option<String>>],
+    postgres: bool,
+) -> String {
+    let key = &change.table.key;
+    let name = |i: usize| format!("v.column{}", i + 1);
+    let source = if postgres {
+        let arrays: Vec<String> = (1..=new.len())
+            .map(|i| format!("CAST(${i} AS text[])"))
+            .collect();
+        let names: Vec<String> = (1..=new.len()).map(|i| format!("column{i}")).collect();
+        format!("UNNEST({}) AS v({})", arrays.join(", "), names.join(", "))
+    } else {
+        let rows = new.first().map_or(0, Vec::len);
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let marks: Vec<String> = (0..new.len())
+                    .map(|c| format!("${}", r * new.len() + c + 1))
+                    .collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        format!("(VALUES {}) AS v", tuples.join(", "))
+    };
+    let mut sets = nulled.to_vec();
+    for (i, column) in pseudonymized.iter().enumerate() {
+        sets.push(format!("{} = {}", quoted(column), name(key.len() + i)));
+    }
+    let joined: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let value = match change.columns.column(column) {
+                Some(c) if postgres => format!("CAST({} AS {})", name(i), quoted(&c.sql_type)),
+                _ => name(i),
+            };
+            format!("{table}.{} = {value}", quoted(column))
+        })
+        .collect();
+    format!(
+        "UPDATE {table} SET {} FROM {source} WHERE {}",
+        sets.join(", "),
+        joined.join(" AND ")
+    )
 }

@@ -182,6 +182,51 @@ async fn a_map_naming_a_missing_column_or_table_is_refused_by_check_and_at_start
     demo.drop().await;
 }
 
+/// Pseudonymization and anonymization must be able to rewrite every personal
+/// column: text long enough for a pseudonym, or a column that may be NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_personal_column_that_cannot_be_rewritten_is_refused_naming_it() {
+    let demo = DemoDatabases::load().await;
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE loyalty (id INTEGER PRIMARY KEY, customer_id INTEGER, \
+         code VARCHAR(6), points INTEGER NOT NULL, born DATE)",
+    )
+    .execute(&mut crm)
+    .await
+    .unwrap();
+    crm.close().await.unwrap();
+    let table = |personal: &str| {
+        format!(
+            "  - table: crm.loyalty\n    key: [id]\n    via: {{ customer_id: crm.customers.id }}\n    personal: [{personal}]\n"
+        )
+    };
+    for (personal, expected) in [
+        (
+            "code",
+            "table crm.loyalty: personal column code holds at most 6 characters; a pseudonym needs 11",
+        ),
+        (
+            "points",
+            "table crm.loyalty: personal column points is int4 NOT NULL",
+        ),
+    ] {
+        let map = demo.datamap(|m| m + &table(personal));
+        let (ok, text) = datamap_check(&map, &demo.crm_url).await;
+        assert!(!ok && text.contains(expected), "{personal}: {text}");
+        let (status, text) = start_worker_with(&map, &demo.crm_url).await;
+        assert!(
+            !status.success() && text.contains(expected),
+            "{personal}: {text}"
+        );
+    }
+    // A DATE that may be NULL is nulled: accepted.
+    let map = demo.datamap(|m| m + &table("born"));
+    let (ok, text) = datamap_check(&map, &demo.crm_url).await;
+    assert!(ok, "{text}");
+    demo.drop().await;
+}
+
 /// Runs the worker with a data map; it must refuse at once.
 async fn start_worker_with(map: &Path, crm_url: &str) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -88,6 +88,7 @@ async fn store_texts(app: &TestApp) -> Vec<String> {
         "request_events",
         "status_outbox",
         "customer_rows",
+        "customer_databases_done",
     ] {
         let sql = format!("SELECT CAST(t AS TEXT) FROM {table} t");
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -420,6 +421,51 @@ async fn a_database_restored_from_a_backup_is_erased_again_by_ledger_replay_and_
         .await
         .unwrap();
     pg.close().await.unwrap();
+    app.stop().await;
+    demo.drop().await;
+}
+
+/// The demo as `scripts/dev run` has it: the CRM in SQLite too (whose foreign
+/// keys sqlx turns on), forgotten by the customer code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forget_by_customer_code_on_sqlite_databases_erases_the_customer() {
+    let demo = DemoDatabases::load().await;
+    let path = demo.dir.path().join("crm.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut crm = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let seed =
+        std::fs::read_to_string(format!("{}/demo/crm.sql", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+        .execute(&mut crm)
+        .await
+        .unwrap();
+    let map = demo.inline_datamap(&format!("sqlite://{}", path.display()), |m| m);
+    let (app, _exports) = exporting(Backend::Sqlite, &map).await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let forget = tracking_id(&rcdp.register("forget", "customer", "C-1003", "t1").await);
+    completed(&app, forget).await;
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM customers WHERE id = 3), \
+         (SELECT count(*) FROM calls WHERE customer_id = 3)",
+    )
+    .fetch_one(&mut crm)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (2, 0, 0),
+        "Ahmed and his call gone, John and Mary kept"
+    );
+    let status = rcdp.status(forget, "t1").await;
+    assert_eq!(
+        status["data"]["result"]["deleted"]["dialer.leads"], 1,
+        "{status}"
+    );
+    crm.close().await.unwrap();
     app.stop().await;
     demo.drop().await;
 }

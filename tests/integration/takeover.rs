@@ -226,8 +226,9 @@ async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same
         .await
         .unwrap();
     let (rows, pending): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE done_at IS NULL) FROM customer_rows \
-         WHERE request_id = $1",
+        "SELECT count(*), count(*) FILTER (WHERE d.done_at IS NULL) FROM customer_rows c \
+         LEFT JOIN customer_databases_done d ON (d.request_id, d.db_name) = (c.request_id, c.db_name) \
+         WHERE c.request_id = $1",
     )
     .bind(id)
     .fetch_one(&mut store)
