@@ -33,6 +33,7 @@ impl DemoDatabases {
             .execute(&mut pg)
             .await
             .expect("the CRM seed loads into PostgreSQL");
+        pg.close().await.expect("the seed's connection closes");
         let dir = tempfile::tempdir().unwrap();
         let dialer = dir.path().join("dialer.db");
         let options = sqlx::sqlite::SqliteConnectOptions::new()

@@ -339,11 +339,21 @@ async fn a_database_restored_from_a_backup_is_erased_again_by_ledger_replay_and_
     let backup = format!("{crm}_backup");
     let admin = crate::helpers::postgres_admin_url();
     let mut pg = sqlx::PgConnection::connect(&admin).await.unwrap();
+    // The seed's own connection may still be closing: PostgreSQL copies a
+    // template nobody is connected to.
     let sql = format!("CREATE DATABASE {backup} TEMPLATE {crm}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    for attempt in 1.. {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut pg)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if attempt < 50 && e.to_string().contains("other users") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
     let dialer_backup = demo.dialer.with_extension("backup");
     std::fs::copy(&demo.dialer, &dialer_backup).unwrap();
 
@@ -466,6 +476,63 @@ async fn a_forget_by_customer_code_on_sqlite_databases_erases_the_customer() {
         "{status}"
     );
     crm.close().await.unwrap();
+    app.stop().await;
+    demo.drop().await;
+}
+
+/// A request of the customer still pending when the forget destroys the
+/// worker's copies can never be fulfilled: it is failed, saying why, and the
+/// change is announced like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_of_a_forgotten_customer_is_failed_saying_why() {
+    use privacy_worker::fulfil::Ran;
+    use privacy_worker::request::RequestStatus;
+    let demo = DemoDatabases::load().await;
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let exports = tempfile::tempdir().unwrap();
+    let runner = crate::fulfilment::runner(
+        &app,
+        &demo,
+        &demo.crm_url,
+        exports.path(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut rcdp = Rcdp::new(&app).await;
+    let access = tracking_id(&rcdp.register("access", "gcrid", "GCR-1001", "t1").await);
+    // Another instance holds the access request, and will not finish it.
+    let now = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let timing = privacy_worker::store::Timing {
+        now,
+        due_before: now,
+        lease_until: now + chrono::TimeDelta::seconds(600),
+    };
+    let held = app.store.claim_due("elsewhere", timing).await.unwrap();
+    assert_eq!(held.map(|c| c.lease.request_id), Some(access));
+    let forget = tracking_id(
+        &rcdp
+            .register("forget", "email", "john.smith@example.com", "t1")
+            .await,
+    );
+    assert_eq!(
+        runner.try_execute_task().await.unwrap(),
+        Ran::Completed(forget)
+    );
+
+    let summary = app.store.request_summary(access).await.unwrap().unwrap();
+    assert_eq!(summary.status, RequestStatus::Failed);
+    let reasons = crate::helpers::audit_reasons(&app.store, access).await;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == &format!("the customer was forgotten by request {forget}")),
+        "{reasons:?}"
+    );
+    let announced = app.store.status_changes_of(access).await.unwrap();
+    assert_eq!(
+        announced.last().map(|c| c.status),
+        Some(RequestStatus::Failed)
+    );
     app.stop().await;
     demo.drop().await;
 }

@@ -28,7 +28,7 @@ on_both_backends!(
 );
 
 /// A runner on `app`'s store over the demo map with the CRM at `crm_url`.
-async fn runner(
+pub async fn runner(
     app: &TestApp,
     demo: &DemoDatabases,
     crm_url: &str,
