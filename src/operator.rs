@@ -70,7 +70,12 @@ pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
                     .sealed_detail(*id)
                     .await?
                     .with_context(|| format!("no request {id}"))?;
-                let identifier = keys.open(IDENTIFIER_CONTEXT, &detail.identifier)?;
+                // A forgotten customer's identifier is destroyed: nothing to open.
+                let identifier = if detail.identifier.key_id == crate::crypto::SHREDDED_KEY_ID {
+                    b"(erased: the customer was forgotten)".to_vec()
+                } else {
+                    keys.open(IDENTIFIER_CONTEXT, &detail.identifier)?
+                };
                 let mut messages = Vec::new();
                 for (operation, details, personal) in &detail.messages {
                     let personal: Value = match personal {

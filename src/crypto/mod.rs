@@ -36,6 +36,9 @@ const NONCE_LEN: usize = 12;
 
 /// The context a request's identifier value is sealed in.
 pub const IDENTIFIER_CONTEXT: &str = "privacy_requests.identifier_value";
+/// The key id of an identifier destroyed by a forget (nothing to open); the
+/// store writes it (`store::erasure`) and skips it (`store::keys`).
+pub const SHREDDED_KEY_ID: &str = "shredded";
 /// The context a message's personal data is sealed in.
 pub const PERSONAL_CONTEXT: &str = "inbound_messages.personal_data";
 

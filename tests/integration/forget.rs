@@ -215,6 +215,16 @@ async fn a_forget_erases_the_customer_everywhere_and_leaves_the_others() {
     };
     let refused = privacy_worker::operator::run(&args(retry)).await;
     assert!(refused.is_err(), "{refused:?}");
+    let show = RequestsAction::Show {
+        id: access,
+        reveal: true,
+        reason: "audit".into(),
+    };
+    let shown = privacy_worker::operator::run(&args(show)).await.unwrap();
+    assert!(
+        shown.contains("(erased: the customer was forgotten)"),
+        "{shown}"
+    );
     app.stop().await;
     demo.drop().await;
 }
@@ -255,6 +265,13 @@ async fn pseudonymize(app: &TestApp, account: &str, phone: &str) -> i64 {
 async fn a_pseudonymization_exports_the_originals_then_gives_one_value_one_pseudonym_everywhere() {
     let demo = DemoDatabases::load().await;
     let map = demo.inline_datamap(&demo.crm_url, |m| m);
+    // A unique column stays unique: distinct values get distinct pseudonyms.
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    sqlx::raw_sql("CREATE UNIQUE INDEX customers_email_idx ON customers (email)")
+        .execute(&mut crm)
+        .await
+        .unwrap();
+    crm.close().await.unwrap();
     let (app, exports) = exporting(Backend::Sqlite, &map).await;
     let before = dump(&demo).await;
     let john = pseudonymize(&app, "934|1|475|0|0|44|59", "14152347172").await;
@@ -317,6 +334,7 @@ async fn a_pseudonymization_exports_the_originals_then_gives_one_value_one_pseud
     let cells = customer(&demo, 2).await;
     assert_eq!(cells[3].as_deref(), Some(postcode.as_str()));
     assert_ne!(cells[0].as_deref(), Some(name.as_str()));
+    assert!(cells[1].as_deref().is_some_and(is_pseudonym), "{cells:?}");
     let status = crate::lifecycle::Rcdp::new(&app)
         .await
         .status(john, "default")
