@@ -51,7 +51,7 @@ pub async fn connect_and_check(
     path: &Path,
 ) -> Result<(DataMap, Targets, Vec<TableColumns>), CheckError> {
     let map = load(path)?;
-    let targets = Targets::connect(&map, |var| std::env::var(var).ok()).await?;
+    let mut targets = Targets::connect(&map, |var| std::env::var(var).ok()).await?;
     match targets.check(&map).await {
         Ok(columns) => Ok((map, targets, columns)),
         Err(e) => {

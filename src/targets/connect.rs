@@ -65,6 +65,9 @@ impl Targets {
             };
             pools.insert(name.clone(), pool);
         }
-        Ok(Self { pools })
+        Ok(Self {
+            pools,
+            via_types: BTreeMap::new(),
+        })
     }
 }

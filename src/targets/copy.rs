@@ -56,7 +56,13 @@ impl Targets {
         };
         let database = table.table.database.as_str();
         let statement = (|| {
-            let clause = where_clause(table, selection, target, Mark::Literal(&literal))?;
+            let via_type = self.via_types.get(&table.table).map(String::as_str);
+            let clause = where_clause(
+                table,
+                selection,
+                (target, via_type),
+                Mark::Literal(&literal),
+            )?;
             let selected: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
             let keys: Vec<String> = table.key.iter().map(|k| quoted(k)).collect();
             Ok::<_, TargetError>(format!(

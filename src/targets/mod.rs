@@ -73,6 +73,10 @@ enum Pool {
 #[derive(Debug, Clone)]
 pub struct Targets {
     pools: BTreeMap<String, Pool>,
+    /// The PostgreSQL type of each via column that has the type of the column
+    /// it points at (in PostgreSQL too): those are compared in their own type,
+    /// which lets their index serve; the others as text.
+    via_types: BTreeMap<TableRef, String>,
 }
 
 /// What a table of the map holds, as found in its database.
@@ -115,7 +119,7 @@ type ColumnRow = (String, String, bool, Option<i32>);
 impl Targets {
     /// Checks every table and column the map names against the databases;
     /// returns each table's columns, in visiting order.
-    pub async fn check(&self, map: &DataMap) -> Result<Vec<TableColumns>, TargetError> {
+    pub async fn check(&mut self, map: &DataMap) -> Result<Vec<TableColumns>, TargetError> {
         let mut found = Vec::with_capacity(map.tables.len());
         for table in &map.tables {
             let described = self.columns(&table.table).await?;
@@ -155,6 +159,21 @@ impl Targets {
                         "table {}: via {} points at {}.{}, which does not exist",
                         table.table, via.column, via.target, via.target_column
                     )));
+                }
+                let own = found
+                    .iter()
+                    .find(|t| t.table == table.table)
+                    .expect("checked");
+                let postgres =
+                    |t: &TableRef| matches!(self.pools.get(&t.database), Some(Pool::Postgres(_)));
+                let (Some(from), Some(to)) =
+                    (own.column(&via.column), target.column(&via.target_column))
+                else {
+                    continue;
+                };
+                if postgres(&table.table) && postgres(&via.target) && from.sql_type == to.sql_type {
+                    self.via_types
+                        .insert(table.table.clone(), from.sql_type.clone());
                 }
             }
         }

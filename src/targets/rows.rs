@@ -50,6 +50,13 @@ fn normalized(kind: IdentifierType, column: &str, pool: &Pool) -> String {
     }
 }
 
+/// A value bound to a selection: one text, or (PostgreSQL) an array of them.
+#[derive(Debug, Clone)]
+pub(super) enum Value {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// How a WHERE clause carries its values.
 pub(super) enum Mark<'a> {
     /// As bind parameters, numbered from `$1` (every statement but `COPY`).
@@ -62,15 +69,15 @@ pub(super) enum Mark<'a> {
 pub(super) fn where_clause(
     table: &TableMap,
     selection: &Selection,
-    pool: &Pool,
+    (pool, via_type): (&Pool, Option<&str>),
     mark: Mark<'_>,
-) -> Result<(String, Vec<String>), TargetError> {
+) -> Result<(String, Vec<Value>), TargetError> {
     let mut values = Vec::new();
     let mut placeholders = |items: &mut dyn Iterator<Item = &String>| {
         let marks = items
             .map(|v| match &mark {
                 Mark::Bind => {
-                    values.push(v.clone());
+                    values.push(Value::One(v.clone()));
                     Ok(format!("${}", values.len()))
                 }
                 Mark::Literal(literal) => literal(v),
@@ -99,11 +106,34 @@ pub(super) fn where_clause(
                 .via
                 .as_ref()
                 .expect("a via selection is for a via table");
-            let marks = placeholders(&mut targets.iter())?;
-            clauses.push(format!(
-                "CAST({} AS TEXT) IN ({marks})",
-                quoted(&via.column)
-            ));
+            let column = quoted(&via.column);
+            match (via_type, &mark) {
+                // In its own type, as one array: the index serves, and there
+                // is no limit on how many values.
+                (Some(sql_type), Mark::Bind) => {
+                    values.push(Value::Many(targets.clone()));
+                    let n = values.len();
+                    clauses.push(format!(
+                        "{column} = ANY(CAST(${n} AS {}[]))",
+                        quoted(sql_type)
+                    ));
+                }
+                (Some(sql_type), Mark::Literal(literal)) => {
+                    let items = targets
+                        .iter()
+                        .map(|v| literal(v))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    clauses.push(format!(
+                        "{column} = ANY(CAST(ARRAY[{}] AS {}[]))",
+                        items.join(", "),
+                        quoted(sql_type)
+                    ));
+                }
+                (None, _) => {
+                    let marks = placeholders(&mut targets.iter())?;
+                    clauses.push(format!("CAST({column} AS TEXT) IN ({marks})"));
+                }
+            }
         }
         Selection::Via(_) => {}
     }
@@ -144,7 +174,8 @@ impl Targets {
             Ok(pool) => pool,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        let (clause, values) = match where_clause(table, selection, pool, Mark::Bind) {
+        let via_type = self.via_types.get(&table.table).map(String::as_str);
+        let (clause, values) = match where_clause(table, selection, (pool, via_type), Mark::Bind) {
             Ok(clause) => clause,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
@@ -198,11 +229,14 @@ where
 fn stream_pg<'a>(
     pool: &'a sqlx::PgPool,
     sql: String,
-    values: Vec<String>,
+    values: Vec<Value>,
 ) -> BoxStream<'a, Result<sqlx::postgres::PgRow, sqlx::Error>> {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for value in values {
-        query = query.bind(value);
+        query = match value {
+            Value::One(v) => query.bind(v),
+            Value::Many(v) => query.bind(v),
+        };
     }
     query.fetch(pool)
 }
@@ -210,11 +244,15 @@ fn stream_pg<'a>(
 fn stream_sqlite<'a>(
     pool: &'a sqlx::SqlitePool,
     sql: String,
-    values: Vec<String>,
+    values: Vec<Value>,
 ) -> BoxStream<'a, Result<sqlx::sqlite::SqliteRow, sqlx::Error>> {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for value in values {
-        query = query.bind(value);
+        query = match value {
+            Value::One(v) => query.bind(v),
+            // Via types are recorded for PostgreSQL tables only.
+            Value::Many(_) => unreachable!("no arrays on SQLite"),
+        };
     }
     query.fetch(pool)
 }
