@@ -178,6 +178,7 @@ impl Targets {
         };
         let mut affected = Vec::with_capacity(changes.len());
         for change in changes {
+            let started = std::time::Instant::now();
             let mut count = 0;
             let size = if postgres { PG_BATCH } else { SQLITE_BATCH };
             for batch in change.keys.chunks(size) {
@@ -190,16 +191,21 @@ impl Targets {
                         ),
                     })?;
             }
+            tracing::debug!(table = %change.table.table, rows = count, took = ?started.elapsed(), "rows changed");
             affected.push(count);
         }
+        let started = std::time::Instant::now();
         if !held.await {
             return Ok(None);
         }
+        tracing::debug!(took = ?started.elapsed(), "lease confirmed");
+        let started = std::time::Instant::now();
         match tx {
             Tx::Postgres(tx) => tx.commit().await,
             Tx::Sqlite(tx) => tx.commit().await,
         }
         .map_err(fail)?;
+        tracing::debug!(took = ?started.elapsed(), "committed");
         Ok(Some(affected))
     }
 }
