@@ -147,10 +147,11 @@ impl Runner {
             for (change, count) in changes.iter().zip(applied.iter().flatten()) {
                 super::observe::rewritten(change.action, *count);
             }
-            let id = lease.request_id;
-            info!(request = id, database, took = ?started.elapsed(), "database changed");
             match marked {
-                Ok(true) if applied.is_some() => {}
+                Ok(true) if applied.is_some() => {
+                    let id = lease.request_id;
+                    info!(request = id, database, took = ?started.elapsed(), "database changed");
+                }
                 Ok(true) => return Err(FulfilError::StoreDown),
                 Ok(false) => return Err(FulfilError::LostLease),
                 Err(_) => return Err(FulfilError::StoreDown),
@@ -199,8 +200,13 @@ impl Runner {
             ));
         }
         let id = claimed.lease.request_id;
+        // Whether the export is done decides whether to export now: a store
+        // that does not answer must not pass for "not yet" (the rows may be
+        // pseudonyms already).
         let summary = self.store.request_summary(id).await;
-        let exported = summary.ok().flatten().and_then(|s| s.result);
+        let exported = summary
+            .map_err(|_| FulfilError::StoreDown)?
+            .and_then(|s| s.result);
         let (discovery, mut result) = match exported.and_then(|r| serde_json::from_str(&r).ok()) {
             Some(result) => (self.discover(claimed, None, pseudonymized).await?, result),
             None => {
