@@ -1,8 +1,8 @@
 //! The application: opens the store and the keys once, starts the subsystems,
 //! and owns the one shutdown.
 //!
-//! Every subsystem (the intake consumer today; the job runner, the outbox relay
-//! and the HTTP listener next) is a task given a [`CancellationToken`] and
+//! Every subsystem (the intake consumer, the outbox relay, the job runner and
+//! the HTTP listener) is a task given a [`CancellationToken`] and
 //! tracked by a [`TaskTracker`]. SIGTERM cancels the token; each subsystem stops
 //! taking work, drains within its own deadline, and returns; the process exits 0
 //! once all have. A subsystem that fails (a fatal error, a panic, or returning
