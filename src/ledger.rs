@@ -11,10 +11,10 @@ use anyhow::Context;
 
 use crate::check;
 use crate::config::{LedgerAction, LedgerArgs};
+use crate::fulfil::table_changes;
 use crate::keyring::{self, Creation};
 use crate::request::RowAction;
-use crate::store::{LedgerEntry, Store, StoreSettings};
-use crate::targets::TableChange;
+use crate::store::{FoundRow, LedgerEntry, Store, StoreSettings};
 
 /// Runs `ledger replay` and returns what to print.
 pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
@@ -31,8 +31,7 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     {
         anyhow::bail!("the data map has no database {name}");
     }
-    // Per database and tenant (pseudonyms are the tenant's), each table's rows
-    // by action, tables reached by via first.
+    // Per database and tenant (pseudonyms are the tenant's).
     let mut groups: BTreeMap<(&str, &str), Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in &entries {
         groups
@@ -42,31 +41,8 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     }
     let mut lines = Vec::new();
     for ((db, tenant), entries) in groups {
-        let mut changes = Vec::new();
-        for (table, found) in map.tables.iter().zip(&columns).rev() {
-            if table.table.database != db {
-                continue;
-            }
-            for action in [
-                RowAction::Delete,
-                RowAction::Anonymize,
-                RowAction::Pseudonymize,
-            ] {
-                let keys: Vec<Vec<String>> = entries
-                    .iter()
-                    .filter(|e| e.row.table == table.table.table && e.row.action == action)
-                    .map(|e| e.row.key.clone())
-                    .collect();
-                if !keys.is_empty() {
-                    changes.push(TableChange {
-                        table,
-                        columns: found,
-                        action,
-                        keys,
-                    });
-                }
-            }
-        }
+        let rows: Vec<&FoundRow> = entries.iter().map(|e| &e.row).collect();
+        let changes = table_changes(&map, &columns, db, &rows);
         let pseudonym =
             |value: &str, max_len: Option<usize>| keys.pseudonym(tenant, value, max_len);
         let held = Box::pin(async { true });

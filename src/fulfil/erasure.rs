@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tracing::info;
@@ -18,16 +17,12 @@ use super::FulfilError;
 use super::access;
 use super::resolve::{Customer, resolve};
 use super::runner::Runner;
-use crate::datamap::{Forget, TableMap};
+use crate::datamap::{DataMap, Forget, TableMap};
 use crate::request::RowAction;
 use crate::store::{Claimed, Discovery, FoundRow};
-use crate::targets::TableChange;
+use crate::targets::{TableChange, TableColumns};
 
 impl Runner {
-    fn until(&self) -> DateTime<Utc> {
-        Utc::now() + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX)
-    }
-
     /// The saved discovery, or a new one, saved before it is returned.
     async fn discover(
         &self,
@@ -36,8 +31,7 @@ impl Runner {
         action: impl Fn(&TableMap) -> Option<RowAction>,
     ) -> Result<Discovery, FulfilError> {
         let id = claimed.lease.request_id;
-        let store_error = |e: crate::store::StoreError| FulfilError::Request(e.to_string());
-        if let Some(saved) = self.store.discovery(id).await.map_err(store_error)? {
+        if let Some(saved) = self.store.discovery(id).await? {
             return Ok(saved);
         }
         let started = std::time::Instant::now();
@@ -74,17 +68,15 @@ impl Runner {
         let mut related = self
             .store
             .requests_of_customer(&claimed.tenant, &indexes)
-            .await
-            .map_err(store_error)?;
+            .await?;
         if !related.contains(&id) {
             related.push(id);
         }
         let found = started.elapsed();
         let saved = self
             .store
-            .save_discovery(&claimed.lease, self.until(), &rows, &related)
-            .await
-            .map_err(store_error)?;
+            .save_discovery(&claimed.lease, self.lease_until(), &rows, &related)
+            .await?;
         if !saved {
             return Err(FulfilError::LostLease);
         }
@@ -102,30 +94,13 @@ impl Runner {
         let pseudonym =
             move |value: &str, max_len: Option<usize>| keys.pseudonym(&tenant, value, max_len);
         for database in self.map.databases.keys() {
-            // Tables reached by via before the tables they point at.
-            let mut changes = Vec::new();
-            for (table, columns) in self.map.tables.iter().zip(self.columns.iter()).rev() {
-                if &table.table.database != database {
-                    continue;
-                }
-                let pending: Vec<&FoundRow> = discovery
-                    .rows
-                    .iter()
-                    .filter(|(r, done)| {
-                        !done && r.database == *database && r.table == table.table.table
-                    })
-                    .map(|(r, _)| r)
-                    .collect();
-                let Some(first) = pending.first() else {
-                    continue;
-                };
-                changes.push(TableChange {
-                    table,
-                    columns,
-                    action: first.action,
-                    keys: pending.iter().map(|r| r.key.clone()).collect(),
-                });
-            }
+            let pending: Vec<&FoundRow> = discovery
+                .rows
+                .iter()
+                .filter(|(r, done)| !done && r.database == *database)
+                .map(|(r, _)| r)
+                .collect();
+            let changes = table_changes(&self.map, &self.columns, database, &pending);
             if changes.is_empty() {
                 continue;
             }
@@ -133,7 +108,7 @@ impl Runner {
             let started = std::time::Instant::now();
             let held = self
                 .store
-                .heartbeat(lease, self.until())
+                .heartbeat(lease, self.lease_until())
                 .map(|held| matches!(held, Ok(true)))
                 .boxed();
             let applied = self
@@ -141,8 +116,12 @@ impl Runner {
                 .apply(database, &changes, &pseudonym, held)
                 .await?;
             let marked = match applied {
-                Some(_) => self.store.mark_done(lease, self.until(), database).await,
-                None => self.store.heartbeat(lease, self.until()).await,
+                Some(_) => {
+                    self.store
+                        .mark_done(lease, self.lease_until(), database)
+                        .await
+                }
+                None => self.store.heartbeat(lease, self.lease_until()).await,
             };
             for (change, count) in changes.iter().zip(applied.iter().flatten()) {
                 super::observe::rewritten(change.action, *count);
@@ -154,7 +133,7 @@ impl Runner {
                 }
                 Ok(true) => return Err(FulfilError::StoreDown),
                 Ok(false) => return Err(FulfilError::LostLease),
-                Err(_) => return Err(FulfilError::StoreDown),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -179,9 +158,8 @@ impl Runner {
         }
         let shredded = self
             .store
-            .forget_own_copies(&claimed.lease, self.until(), &discovery.related)
-            .await
-            .map_err(|_| FulfilError::StoreDown)?;
+            .forget_own_copies(&claimed.lease, self.lease_until(), &discovery.related)
+            .await?;
         if !shredded {
             return Err(FulfilError::LostLease);
         }
@@ -203,10 +181,7 @@ impl Runner {
         // Whether the export is done decides whether to export now: a store
         // that does not answer must not pass for "not yet" (the rows may be
         // pseudonyms already).
-        let summary = self.store.request_summary(id).await;
-        let exported = summary
-            .map_err(|_| FulfilError::StoreDown)?
-            .and_then(|s| s.result);
+        let exported = self.store.request_summary(id).await?.and_then(|s| s.result);
         let (discovery, mut result) = match exported.and_then(|r| serde_json::from_str(&r).ok()) {
             Some(result) => (self.discover(claimed, None, pseudonymized).await?, result),
             None => {
@@ -218,9 +193,8 @@ impl Runner {
                 let result = self.export(claimed, &customer).await?.to_json();
                 let saved = self
                     .store
-                    .save_partial_result(&claimed.lease, self.until(), &result.to_string())
-                    .await
-                    .map_err(|_| FulfilError::StoreDown)?;
+                    .save_partial_result(&claimed.lease, self.lease_until(), &result.to_string())
+                    .await?;
                 if !saved {
                     return Err(FulfilError::LostLease);
                 }
@@ -231,6 +205,43 @@ impl Runner {
         result["pseudonymized"] = counts(&discovery, RowAction::Pseudonymize);
         Ok(result)
     }
+}
+
+/// The changes `rows` make to `database`: per table, tables reached by `via`
+/// before the tables they point at, one change per action. Shared by the
+/// runner and `ledger replay`.
+pub fn table_changes<'a>(
+    map: &'a DataMap,
+    columns: &'a [TableColumns],
+    database: &str,
+    rows: &[&FoundRow],
+) -> Vec<TableChange<'a>> {
+    let mut changes = Vec::new();
+    for (table, columns) in map.tables.iter().zip(columns).rev() {
+        if table.table.database != database {
+            continue;
+        }
+        for action in [
+            RowAction::Delete,
+            RowAction::Anonymize,
+            RowAction::Pseudonymize,
+        ] {
+            let keys: Vec<Vec<String>> = rows
+                .iter()
+                .filter(|r| r.table == table.table.table && r.action == action)
+                .map(|r| r.key.clone())
+                .collect();
+            if !keys.is_empty() {
+                changes.push(TableChange {
+                    table,
+                    columns,
+                    action,
+                    keys,
+                });
+            }
+        }
+    }
+    changes
 }
 
 fn pseudonymized(table: &TableMap) -> Option<RowAction> {

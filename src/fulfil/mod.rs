@@ -14,10 +14,12 @@ mod runner;
 
 use thiserror::Error;
 
+pub use erasure::table_changes;
 pub use exports::Exports;
 pub use resolve::{Customer, normalize, resolve};
 pub use runner::{FulfilSettings, Ran, Runner};
 
+use crate::store::StoreError;
 use crate::targets::TargetError;
 
 /// Why an attempt at fulfilment failed. Its text names what failed (a
@@ -33,10 +35,14 @@ pub enum FulfilError {
     /// Storing the archive.
     #[error("storing the archive failed")]
     Storage(#[source] object_store::Error),
-    /// The request's own data could not be read (keys, store).
+    /// The request's own data could not be read (keys).
     #[error("the request cannot be read: {0}")]
     Request(String),
-    /// The worker's store did not answer between two steps.
+    /// The worker's store failed between two steps: an outage is retried.
+    #[error("the worker's store failed")]
+    Store(#[from] StoreError),
+    /// The worker's store did not answer when the lease was checked before a
+    /// commit (the check gives no error to keep).
     #[error("the worker's store is unavailable")]
     StoreDown,
     /// The lease was lost: another instance has the request now.
@@ -49,6 +55,7 @@ impl FulfilError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Target(e) => e.is_transient(),
+            Self::Store(e) => e.is_transient(),
             Self::Archive(_) | Self::Storage(_) | Self::StoreDown | Self::LostLease => true,
             Self::Request(_) => false,
         }
@@ -65,6 +72,8 @@ impl FulfilError {
                 format!("customer database {database} refused a statement")
             }
             Self::Target(other) => other.to_string(),
+            Self::Store(e) if e.is_transient() => "the worker's store is unavailable".into(),
+            Self::Store(_) => "the worker's store refused a statement".into(),
             other => other.to_string(),
         }
     }

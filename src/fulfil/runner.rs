@@ -126,7 +126,7 @@ impl Runner {
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.settings.lease / 3).await;
-                let until = Utc::now() + delta(self.settings.lease);
+                let until = self.lease_until();
                 // A store that does not answer is no sign the lease was lost:
                 // keep working; the lease runs out if it stays down.
                 if !self.store.heartbeat(&lease, until).await.unwrap_or(true) {
@@ -171,6 +171,11 @@ impl Runner {
             }
         };
         Ok(ended.unwrap_or(Ran::LostLease(id)))
+    }
+
+    /// Until when a lease taken or extended now lasts.
+    pub(super) fn lease_until(&self) -> chrono::DateTime<Utc> {
+        Utc::now() + delta(self.settings.lease)
     }
 
     /// The work of one attempt: its result, recorded with the request.
@@ -225,11 +230,7 @@ impl Runner {
         let value = String::from_utf8(value).map_err(|_| unreadable("identifier"))?;
         let mut identifiers = vec![(*kind, value)];
         if claimed.flow == Flow::Lcm {
-            let detail = self
-                .store
-                .sealed_detail(claimed.lease.request_id)
-                .await
-                .map_err(|e| FulfilError::Request(e.to_string()))?;
+            let detail = self.store.sealed_detail(claimed.lease.request_id).await?;
             for (_, _, personal) in detail.iter().flat_map(|d| &d.messages) {
                 let Some(sealed) = personal else { continue };
                 let bytes = self
