@@ -19,10 +19,10 @@ use crate::store::{FoundRow, LedgerEntry, Store, StoreSettings};
 /// Runs `ledger replay` and returns what to print.
 pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     let LedgerAction::Replay { database, since } = &args.action;
-    let store = Store::connect(&StoreSettings::for_command(&args.database_url))
+    let store = Store::connect(&StoreSettings::for_command(&args.store.database_url))
         .await
         .context("opening the store")?;
-    let keys = keyring::open(args.key_file.as_deref(), &store, Creation::Never).await?;
+    let keys = keyring::open(args.store.key_file.as_deref(), &store, Creation::Never).await?;
     let entries = store.ledger(database.as_deref(), *since).await?;
     store.close().await;
     let (map, targets, columns) = check::connect_and_check(&args.datamap).await?;

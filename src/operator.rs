@@ -17,7 +17,7 @@ use crate::store::{RequestSummary, Store, StoreSettings, Transition};
 
 /// Runs one operator action and returns what to print.
 pub async fn run(args: &RequestsArgs) -> anyhow::Result<String> {
-    let store = Store::connect(&StoreSettings::for_command(&args.database_url))
+    let store = Store::connect(&StoreSettings::for_command(&args.store.database_url))
         .await
         .context("opening the store")?;
     let actor = format!("operator:{}", args.operator);
@@ -178,6 +178,6 @@ fn status_named(name: Option<&str>) -> anyhow::Result<Option<RequestStatus>> {
 }
 
 async fn load_keys(args: &RequestsArgs, store: &Store) -> anyhow::Result<Keys> {
-    let keys = keyring::open(args.key_file.as_deref(), store, Creation::Never).await?;
+    let keys = keyring::open(args.store.key_file.as_deref(), store, Creation::Never).await?;
     Ok(keys)
 }

@@ -23,9 +23,9 @@ pub enum DatamapAction {
     },
 }
 
-/// Options of `ledger`.
+/// The store an operator command works on, and its keys, as for `run`.
 #[derive(Debug, Clone, Args)]
-pub struct LedgerArgs {
+pub struct StoreArgs {
     /// The store, as for `run`.
     #[arg(
         long,
@@ -33,9 +33,17 @@ pub struct LedgerArgs {
         default_value = "sqlite://privacy-worker.db"
     )]
     pub database_url: String,
-    /// Key file, as for `run` (its pseudonym key rewrites columns that may not be NULL).
+    /// Key file, as for `run` (needed by `requests show --reveal`, and by
+    /// `ledger replay`, whose pseudonym key rewrites columns that may not be NULL).
     #[arg(long, env = "PRIVACY_KEY_FILE")]
     pub key_file: Option<std::path::PathBuf>,
+}
+
+/// Options of `ledger`.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The data map, as for `run`.
     #[arg(long, env = "PRIVACY_DATAMAP")]
     pub datamap: std::path::PathBuf,
@@ -62,16 +70,8 @@ pub enum LedgerAction {
 /// Options of `requests`.
 #[derive(Debug, Clone, Args)]
 pub struct RequestsArgs {
-    /// The store, as for `run`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://privacy-worker.db"
-    )]
-    pub database_url: String,
-    /// Key file, as for `run` (needed by `show --reveal`).
-    #[arg(long, env = "PRIVACY_KEY_FILE")]
-    pub key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Who is acting, for the audit trail.
     #[arg(long, env = "PRIVACY_OPERATOR", default_value = "operator")]
     pub operator: String,

@@ -12,7 +12,7 @@ mod commands;
 
 pub use commands::{
     DatamapAction, DatamapArgs, DlqAction, DlqArgs, LedgerAction, LedgerArgs, RequestsAction,
-    RequestsArgs,
+    RequestsArgs, StoreArgs,
 };
 
 use crate::amqp::Topology;

@@ -203,8 +203,10 @@ async fn a_forget_erases_the_customer_everywhere_and_leaves_the_others() {
 
     // Once completed, nothing brings it back.
     let args = |action| RequestsArgs {
-        database_url: app.settings.store.url.clone(),
-        key_file: app.settings.key_file.clone(),
+        store: privacy_worker::config::StoreArgs {
+            database_url: app.settings.store.url.clone(),
+            key_file: app.settings.key_file.clone(),
+        },
         operator: "tester".into(),
         response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action,

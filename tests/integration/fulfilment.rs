@@ -114,8 +114,10 @@ async fn a_database_down_is_retried_then_failed_and_an_operator_retry_fulfils_it
 
     proxy.restore();
     let args = RequestsArgs {
-        database_url: app.settings.store.url.clone(),
-        key_file: app.settings.key_file.clone(),
+        store: privacy_worker::config::StoreArgs {
+            database_url: app.settings.store.url.clone(),
+            key_file: app.settings.key_file.clone(),
+        },
         operator: "tester".into(),
         response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action: RequestsAction::Retry {

@@ -76,8 +76,10 @@ fn key_file_json(path: &Path) -> Value {
 
 async fn reveal(app: &TestApp, key_file: &Path, id: i64) -> String {
     let args = RequestsArgs {
-        database_url: app.settings.store.url.clone(),
-        key_file: Some(key_file.to_owned()),
+        store: privacy_worker::config::StoreArgs {
+            database_url: app.settings.store.url.clone(),
+            key_file: Some(key_file.to_owned()),
+        },
         operator: "tester".into(),
         response_deadline: std::time::Duration::from_secs(30 * 86_400),
         action: RequestsAction::Show {

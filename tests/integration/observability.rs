@@ -327,8 +327,10 @@ async fn list_overdue(app: &TestApp, deadline: Duration) -> String {
 /// A `requests` command on the app's store, with this response deadline.
 async fn requests(app: &TestApp, deadline: Duration, action: RequestsAction) -> String {
     let args = RequestsArgs {
-        database_url: app.settings.store.url.clone(),
-        key_file: app.settings.key_file.clone(),
+        store: privacy_worker::config::StoreArgs {
+            database_url: app.settings.store.url.clone(),
+            key_file: app.settings.key_file.clone(),
+        },
         operator: "tester".into(),
         response_deadline: deadline,
         action,
