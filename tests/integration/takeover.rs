@@ -61,6 +61,22 @@ fn fulfilling(
     (map, env)
 }
 
+/// Gives John `calls` more calls, their notes `note` and a number; returns a
+/// connection to the CRM.
+async fn with_calls(demo: &DemoDatabases, calls: usize, note: &str) -> sqlx::PgConnection {
+    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
+    let seed = format!(
+        "INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) \
+         SELECT 100 + g, 1, '2026-01-01T00:00:00Z', '14152347172', 'agent', '{note}' || g \
+         FROM generate_series(1, {calls}) AS g"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+        .execute(&mut crm)
+        .await
+        .unwrap();
+    crm
+}
+
 fn start(app: &TestApp, env: &[(String, String)]) -> WorkerProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     WorkerProcess::start(app, &env)
@@ -71,16 +87,7 @@ async fn a_worker_killed_mid_export_is_taken_over_after_its_lease_and_one_comple
  {
     let demo = DemoDatabases::load().await;
     let calls = 300_000;
-    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
-    let seed = format!(
-        "INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) \
-         SELECT 100 + g, 1, '2026-01-01T00:00:00Z', '14152347172', 'agent', 'a call about an invoice ' || g \
-         FROM generate_series(1, {calls}) AS g"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
-        .execute(&mut crm)
-        .await
-        .unwrap();
+    let _crm = with_calls(&demo, calls, "a call about an invoice ").await;
     let app = test_env(Backend::Postgres).await;
     let exports = tempfile::tempdir().unwrap();
     let (_map, env) = fulfilling(&demo, exports.path(), "3s");
@@ -185,16 +192,7 @@ async fn two_workers_sharing_several_due_requests_fulfil_each_once_with_one_arch
 async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same() {
     let demo = DemoDatabases::load().await;
     let calls = 200_000;
-    let mut crm = sqlx::PgConnection::connect(&demo.crm_url).await.unwrap();
-    let seed = format!(
-        "INSERT INTO calls (id, customer_id, started_at, caller_number, agent_id, notes) \
-         SELECT 100 + g, 1, '2026-01-01T00:00:00Z', '14152347172', 'agent', 'John called ' || g \
-         FROM generate_series(1, {calls}) AS g"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
-        .execute(&mut crm)
-        .await
-        .unwrap();
+    let mut crm = with_calls(&demo, calls, "John called ").await;
     let app = test_env(Backend::Postgres).await;
     let exports = tempfile::tempdir().unwrap();
     let (_map, env) = fulfilling(&demo, exports.path(), "3s");
@@ -236,7 +234,7 @@ async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same
     .unwrap();
     assert_eq!(pending, 0, "every discovered row done");
     assert!(
-        rows > calls,
+        rows > i64::try_from(calls).unwrap(),
         "the ledger holds his {calls} calls and more: {rows}"
     );
     let audit = crate::helpers::audit_reasons(&app.store, id).await;
