@@ -12,6 +12,7 @@
 use futures_util::future::BoxFuture;
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use super::binds::{Bind, postgres_query, sqlite_query};
 use super::rows::quoted;
 use super::{Pool, TableColumns, TargetError, Targets, classify};
 use crate::datamap::TableMap;
@@ -38,35 +39,6 @@ pub struct TableChange<'a> {
 /// Makes a pseudonym of a value for a column of at most so many characters.
 pub type Pseudonyms<'a> = &'a (dyn Fn(&str, Option<usize>) -> Option<String> + Sync);
 
-/// A value bound to a statement: a text, or (PostgreSQL) an array of texts.
-#[derive(Debug, Clone)]
-enum Bind {
-    One(Option<String>),
-    Many(Vec<Option<String>>),
-}
-
-type Sql = sqlx::AssertSqlSafe<String>;
-
-fn postgres_query<'q>(
-    sql: Sql,
-    binds: &[Bind],
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    binds.iter().fold(sqlx::query(sql), |q, b| match b {
-        Bind::One(v) => q.bind(v.clone()),
-        Bind::Many(v) => q.bind(v.clone()),
-    })
-}
-
-fn sqlite_query<'q>(
-    sql: Sql,
-    binds: &[Bind],
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
-    binds.iter().fold(sqlx::query(sql), |q, b| match b {
-        Bind::One(v) => q.bind(v.clone()),
-        Bind::Many(_) => unreachable!("arrays are bound on PostgreSQL only"),
-    })
-}
-
 /// A transaction on a customer database.
 enum Tx {
     Postgres(Transaction<'static, Postgres>),
@@ -75,7 +47,7 @@ enum Tx {
 
 impl Tx {
     async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let (sql, binds) = (sql.to_owned(), binds.iter().cloned());
         Ok(match self {
             Self::Postgres(tx) => postgres_query(sql, binds)
                 .execute(&mut **tx)
@@ -95,7 +67,7 @@ impl Tx {
         width: usize,
     ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
         use sqlx::Row;
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let (sql, binds) = (sql.to_owned(), binds.iter().cloned());
         let cells = |get: &dyn Fn(usize) -> Result<Option<String>, sqlx::Error>| {
             (0..width).map(get).collect::<Result<Vec<_>, _>>()
         };
@@ -122,13 +94,12 @@ fn typed(mark: usize, columns: &TableColumns, column: &str, postgres: bool) -> S
     }
 }
 
-/// `WHERE` for a batch of keys, with the binds, numbered from `$first`. On
+/// `WHERE` for a batch of keys, with the binds, numbered from `$1`. On
 /// PostgreSQL a one-column key is one array parameter (`= ANY`), else each row
 /// is a term of its own.
 fn keys_clause(
     change: &TableChange<'_>,
     batch: &[Vec<String>],
-    first: usize,
     postgres: bool,
 ) -> (String, Vec<Bind>) {
     let key = &change.table.key;
@@ -138,7 +109,7 @@ fn keys_clause(
             .column(column)
             .map_or("text", |c| &c.sql_type);
         let clause = format!(
-            "{} = ANY(CAST(${first} AS {}[]))",
+            "{} = ANY(CAST($1 AS {}[]))",
             quoted(column),
             quoted(sql_type)
         );
@@ -151,7 +122,7 @@ fn keys_clause(
         let mut terms = Vec::new();
         for (column, value) in key.iter().zip(values) {
             binds.push(Bind::One(Some(value.clone())));
-            let mark = typed(first + binds.len() - 1, change.columns, column, postgres);
+            let mark = typed(binds.len(), change.columns, column, postgres);
             terms.push(format!("{} = {mark}", quoted(column)));
         }
         rows.push(format!("({})", terms.join(" AND ")));
@@ -231,8 +202,8 @@ async fn change_batch(
 ) -> Result<u64, Changed> {
     let table = quoted(&change.table.table.table);
     let personal = &change.table.personal;
+    let (clause, binds) = keys_clause(change, batch, postgres);
     if change.action == RowAction::Delete {
-        let (clause, binds) = keys_clause(change, batch, 1, postgres);
         return Ok(tx
             .execute(&format!("DELETE FROM {table} WHERE {clause}"), &binds)
             .await?);
@@ -255,12 +226,11 @@ async fn change_batch(
         if nulled.is_empty() {
             return Ok(0);
         }
-        let (clause, binds) = keys_clause(change, batch, 1, postgres);
         let sql = format!("UPDATE {table} SET {} WHERE {clause}", nulled.join(", "));
         return Ok(tx.execute(&sql, &binds).await?);
     }
-    // Pseudonyms are made from the values: read them, then write row by row.
-    let (clause, binds) = keys_clause(change, batch, 1, postgres);
+    // Pseudonyms are made from the values: read them, then write them back
+    // with one UPDATE for the batch.
     let read: Vec<String> = pseudonymized
         .iter()
         .map(|c| format!("CAST({} AS TEXT)", quoted(c)))

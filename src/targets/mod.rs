@@ -4,6 +4,7 @@
 //! names the data map has checked to be plain identifiers, always quoted, and
 //! binds every value.
 
+mod binds;
 mod connect;
 mod copy;
 mod erase;

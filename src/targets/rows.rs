@@ -7,6 +7,7 @@
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::Row;
 
+use super::binds::{Bind, postgres_query, sqlite_query};
 use super::{Pool, TargetError, Targets, classify};
 use crate::datamap::TableMap;
 use crate::request::IdentifierType;
@@ -50,13 +51,6 @@ fn normalized(kind: IdentifierType, column: &str, pool: &Pool) -> String {
     }
 }
 
-/// A value bound to a selection: one text, or (PostgreSQL) an array of them.
-#[derive(Debug, Clone)]
-pub(super) enum Value {
-    One(String),
-    Many(Vec<String>),
-}
-
 /// How a WHERE clause carries its values.
 pub(super) enum Mark<'a> {
     /// As bind parameters, numbered from `$1` (every statement but `COPY`).
@@ -71,13 +65,13 @@ pub(super) fn where_clause(
     selection: &Selection,
     (pool, via_type): (&Pool, Option<&str>),
     mark: Mark<'_>,
-) -> Result<(String, Vec<Value>), TargetError> {
+) -> Result<(String, Vec<Bind>), TargetError> {
     let mut values = Vec::new();
     let mut placeholders = |items: &mut dyn Iterator<Item = &String>| {
         let marks = items
             .map(|v| match &mark {
                 Mark::Bind => {
-                    values.push(Value::One(v.clone()));
+                    values.push(Bind::One(Some(v.clone())));
                     Ok(format!("${}", values.len()))
                 }
                 Mark::Literal(literal) => literal(v),
@@ -111,7 +105,7 @@ pub(super) fn where_clause(
                 // In its own type, as one array: the index serves, and there
                 // is no limit on how many values.
                 (Some(sql_type), Mark::Bind) => {
-                    values.push(Value::Many(targets.clone()));
+                    values.push(Bind::Many(targets.iter().cloned().map(Some).collect()));
                     let n = values.len();
                     clauses.push(format!(
                         "{column} = ANY(CAST(${n} AS {}[]))",
@@ -229,30 +223,15 @@ where
 fn stream_pg<'a>(
     pool: &'a sqlx::PgPool,
     sql: String,
-    values: Vec<Value>,
+    values: Vec<Bind>,
 ) -> BoxStream<'a, Result<sqlx::postgres::PgRow, sqlx::Error>> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in values {
-        query = match value {
-            Value::One(v) => query.bind(v),
-            Value::Many(v) => query.bind(v),
-        };
-    }
-    query.fetch(pool)
+    postgres_query(sql, values).fetch(pool)
 }
 
 fn stream_sqlite<'a>(
     pool: &'a sqlx::SqlitePool,
     sql: String,
-    values: Vec<Value>,
+    values: Vec<Bind>,
 ) -> BoxStream<'a, Result<sqlx::sqlite::SqliteRow, sqlx::Error>> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in values {
-        query = match value {
-            Value::One(v) => query.bind(v),
-            // Via types are recorded for PostgreSQL tables only.
-            Value::Many(_) => unreachable!("no arrays on SQLite"),
-        };
-    }
-    query.fetch(pool)
+    sqlite_query(sql, values).fetch(pool)
 }
