@@ -14,7 +14,7 @@ use crate::config::{LedgerAction, LedgerArgs};
 use crate::fulfil::table_changes;
 use crate::keyring::{self, Creation};
 use crate::request::RowAction;
-use crate::store::{FoundRow, LedgerEntry, Store, StoreSettings};
+use crate::store::{FoundRows, LedgerEntry, Store, StoreSettings};
 
 /// Runs `ledger replay` and returns what to print.
 pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
@@ -35,22 +35,25 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     let mut groups: BTreeMap<(&str, &str), Vec<&LedgerEntry>> = BTreeMap::new();
     for entry in &entries {
         groups
-            .entry((entry.row.database.as_str(), entry.tenant.as_str()))
+            .entry((entry.rows.database.as_str(), entry.tenant.as_str()))
             .or_default()
             .push(entry);
     }
     let mut lines = Vec::new();
     for ((db, tenant), entries) in groups {
-        let rows: Vec<&FoundRow> = entries.iter().map(|e| &e.row).collect();
+        let rows: Vec<FoundRows> = entries.iter().map(|e| e.rows.clone()).collect();
         let changes = table_changes(&map, &columns, db, &rows);
         let pseudonym =
             |value: &str, max_len: Option<usize>| keys.pseudonym(tenant, value, max_len);
-        let held = Box::pin(async { true });
-        let affected = targets
-            .apply(db, &changes, &pseudonym, held)
+        let changed = targets
+            .change(db, &changes, &pseudonym)
             .await
-            .with_context(|| format!("replaying on database {db}"))?
-            .expect("no lease to lose");
+            .with_context(|| format!("replaying on database {db}"))?;
+        let affected = changed.affected.clone();
+        changed
+            .commit()
+            .await
+            .with_context(|| format!("replaying on database {db}"))?;
         for (change, n) in changes.iter().zip(affected) {
             lines.push(format!(
                 "{}: {} of {} ledger rows {} again",
@@ -66,6 +69,7 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
         }
     }
     targets.close().await;
-    lines.push(format!("ledger replayed: {} rows", entries.len()));
+    let rows: usize = entries.iter().map(|e| e.rows.keys.len()).sum();
+    lines.push(format!("ledger replayed: {rows} rows"));
     Ok(lines.join("\n"))
 }

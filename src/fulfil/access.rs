@@ -15,7 +15,7 @@ use super::archive::{Archive, CHUNK};
 use super::exports::{Exports, Link};
 use super::resolve::Customer;
 use crate::datamap::DataMap;
-use crate::targets::{Cells, CsvPiece, TableColumns, TargetError, Targets};
+use crate::targets::{Cells, CsvPiece, Read, TableColumns, TargetError, Targets};
 
 /// What an access export produced: the result recorded with the request.
 #[derive(Debug, Clone)]
@@ -88,7 +88,13 @@ pub async fn export(
         let names: Vec<&str> = found.columns.iter().map(String::as_str).collect();
         let count = match targets.csv_rows(table, selection, &names) {
             Some(records) => copy_records(&archive, records).await?,
-            None => send_rows(&archive, targets.rows(table, selection, &names, false)).await?,
+            None => {
+                send_rows(
+                    &archive,
+                    targets.rows(table, selection, &names, Read::InKeyOrder),
+                )
+                .await?
+            }
         };
         rows.insert(name, count);
     }

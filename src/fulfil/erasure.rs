@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -19,20 +20,24 @@ use super::resolve::{Customer, resolve};
 use super::runner::Runner;
 use crate::datamap::{DataMap, Forget, TableMap};
 use crate::request::RowAction;
-use crate::store::{Claimed, Discovery, FoundRow};
+use crate::store::{Claimed, Discovery, FoundRows, StoreError};
 use crate::targets::{TableChange, TableColumns};
 
+/// Saving a new discovery, run beside the first database's change.
+type Saving<'a> = Option<BoxFuture<'a, Result<bool, StoreError>>>;
+
 impl Runner {
-    /// The saved discovery, or a new one, saved before it is returned.
+    /// The saved discovery, or a new one and whether it still has to be saved
+    /// (by `save`, before any change commits).
     async fn discover(
         &self,
         claimed: &Claimed,
         customer: Option<&Customer>,
         action: impl Fn(&TableMap) -> Option<RowAction>,
-    ) -> Result<Discovery, FulfilError> {
+    ) -> Result<(Discovery, bool), FulfilError> {
         let id = claimed.lease.request_id;
         if let Some(saved) = self.store.discovery(id).await? {
-            return Ok(saved);
+            return Ok((saved, false));
         }
         let started = std::time::Instant::now();
         let resolved;
@@ -44,22 +49,22 @@ impl Runner {
                 &resolved
             }
         };
-        let mut rows = Vec::new();
-        for table in &self.map.tables {
-            let Some(action) = action(table) else {
-                continue;
-            };
-            let key: Vec<&str> = table.key.iter().map(String::as_str).collect();
+        // Each table's keys, read side by side.
+        let tables = self
+            .map
+            .tables
+            .iter()
+            .filter_map(|table| Some((table, action(table)?)));
+        let reads = tables.map(|(table, action)| async move {
             let selection = &customer.selections[&table.table];
-            for values in self.targets.values(table, selection, &key).await? {
-                rows.push(FoundRow {
-                    database: table.table.database.clone(),
-                    table: table.table.table.clone(),
-                    action,
-                    key: values.into_iter().map(Option::unwrap_or_default).collect(),
-                });
-            }
-        }
+            Ok::<_, FulfilError>(FoundRows {
+                database: table.table.database.clone(),
+                table: table.table.table.clone(),
+                action,
+                keys: self.targets.keys(table, selection).await?,
+            })
+        });
+        let rows = futures_util::future::try_join_all(reads).await?;
         let indexes: Vec<String> = customer
             .identifiers
             .iter()
@@ -72,76 +77,96 @@ impl Runner {
         if !related.contains(&id) {
             related.push(id);
         }
-        let found = started.elapsed();
-        let saved = self
-            .store
-            .save_discovery(&claimed.lease, self.lease_until(), &rows, &related)
-            .await?;
-        if !saved {
-            return Err(FulfilError::LostLease);
-        }
-        info!(request = id, rows = rows.len(), ?found, took = ?started.elapsed(), "discovery saved");
-        Ok(Discovery {
+        let found: usize = rows.iter().map(|r| r.keys.len()).sum();
+        info!(request = id, rows = found, took = ?started.elapsed(), "discovery found");
+        let discovery = Discovery {
             related,
-            rows: rows.into_iter().map(|r| (r, false)).collect(),
-        })
+            rows,
+            done: Default::default(),
+        };
+        Ok((discovery, true))
     }
 
-    /// Changes the discovered rows not done yet, one database at a time.
-    async fn apply(&self, claimed: &Claimed, discovery: &Discovery) -> Result<(), FulfilError> {
+    /// Saves a new discovery; false when the lease is lost.
+    fn save<'a>(&'a self, claimed: &'a Claimed, discovery: &'a Discovery) -> Saving<'a> {
+        let lease = &claimed.lease;
+        Some(
+            async move {
+                let started = std::time::Instant::now();
+                let (rows, related) = (&discovery.rows, &discovery.related);
+                let saved = self
+                    .store
+                    .save_discovery(lease, self.lease_until(), rows, related)
+                    .await;
+                let id = lease.request_id;
+                info!(request = id, took = ?started.elapsed(), "discovery saved");
+                saved
+            }
+            .boxed(),
+        )
+    }
+
+    /// Changes the discovered rows not done yet, one database at a time, each
+    /// committed once the lease is confirmed. A new discovery is saved while
+    /// the first database's rows change, and that change commits only once the
+    /// save has: until then nothing is changed for anyone but this transaction.
+    async fn apply(
+        &self,
+        claimed: &Claimed,
+        discovery: &Discovery,
+        mut saving: Saving<'_>,
+    ) -> Result<(), FulfilError> {
         let tenant = claimed.tenant.clone();
         let keys = self.keys.clone();
         let pseudonym =
             move |value: &str, max_len: Option<usize>| keys.pseudonym(&tenant, value, max_len);
+        let lease = &claimed.lease;
+        let saved = |saved: Result<bool, StoreError>| match saved {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(FulfilError::LostLease),
+            Err(e) => Err(FulfilError::from(e)),
+        };
         for database in self.map.databases.keys() {
-            let pending: Vec<&FoundRow> = discovery
-                .rows
-                .iter()
-                .filter(|(r, done)| !done && r.database == *database)
-                .map(|(r, _)| r)
-                .collect();
-            let changes = table_changes(&self.map, &self.columns, database, &pending);
+            if discovery.done.contains(database) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let changes = table_changes(&self.map, &self.columns, database, &discovery.rows);
             if changes.is_empty() {
                 continue;
             }
-            let lease = &claimed.lease;
-            let started = std::time::Instant::now();
-            let held = self
-                .store
-                .heartbeat(lease, self.lease_until())
-                .map(|held| matches!(held, Ok(true)))
-                .boxed();
-            let applied = self
-                .targets
-                .apply(database, &changes, &pseudonym, held)
-                .await?;
-            let marked = match applied {
-                Some(_) => {
-                    self.store
-                        .mark_done(lease, self.lease_until(), database)
-                        .await
+            let change = self.targets.change(database, &changes, &pseudonym);
+            let changed = match saving.take() {
+                Some(save) => {
+                    let (changed, save) = tokio::join!(change, save);
+                    saved(save)?;
+                    changed?
                 }
-                None => self.store.heartbeat(lease, self.lease_until()).await,
+                None => change.await?,
             };
-            for (change, count) in changes.iter().zip(applied.iter().flatten()) {
-                super::observe::rewritten(change.action, *count);
+            saved(self.store.heartbeat(lease, self.lease_until()).await)?;
+            let affected = changed.affected.clone();
+            changed.commit().await?;
+            for (change, count) in changes.iter().zip(affected) {
+                super::observe::rewritten(change.action, count);
             }
-            match marked {
-                Ok(true) if applied.is_some() => {
-                    let id = lease.request_id;
-                    info!(request = id, database, took = ?started.elapsed(), "database changed");
-                }
-                Ok(true) => return Err(FulfilError::StoreDown),
-                Ok(false) => return Err(FulfilError::LostLease),
-                Err(e) => return Err(e.into()),
-            }
+            saved(
+                self.store
+                    .mark_done(lease, self.lease_until(), database)
+                    .await,
+            )?;
+            let id = lease.request_id;
+            info!(request = id, database, took = ?started.elapsed(), "database changed");
+        }
+        if let Some(save) = saving {
+            saved(save.await)?;
         }
         Ok(())
     }
 
     /// Forget: discovery, the changes, the archives, the worker's own copies.
     pub(super) async fn forget(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
-        let discovery = self
+        let (discovery, new) = self
             .discover(claimed, None, |table| {
                 Some(match table.forget {
                     Forget::Delete => RowAction::Delete,
@@ -149,7 +174,13 @@ impl Runner {
                 })
             })
             .await?;
-        self.apply(claimed, &discovery).await?;
+        let saving = if new {
+            self.save(claimed, &discovery)
+        } else {
+            None
+        };
+        self.apply(claimed, &discovery, saving).await?;
+        let started = std::time::Instant::now();
         for id in &discovery.related {
             self.exports
                 .delete(&access::archive_name(*id))
@@ -163,6 +194,8 @@ impl Runner {
         if !shredded {
             return Err(FulfilError::LostLease);
         }
+        let id = claimed.lease.request_id;
+        info!(request = id, took = ?started.elapsed(), "archives deleted, own copies destroyed");
         Ok(json!({
             "deleted": counts(&discovery, RowAction::Delete),
             "anonymized": counts(&discovery, RowAction::Anonymize),
@@ -182,7 +215,9 @@ impl Runner {
         // that does not answer must not pass for "not yet" (the rows may be
         // pseudonyms already).
         let exported = self.store.request_summary(id).await?.and_then(|s| s.result);
-        let (discovery, mut result) = match exported.and_then(|r| serde_json::from_str(&r).ok()) {
+        let ((discovery, new), mut result) = match exported
+            .and_then(|r| serde_json::from_str(&r).ok())
+        {
             Some(result) => (self.discover(claimed, None, pseudonymized).await?, result),
             None => {
                 let identifiers = self.identifiers(claimed).await?;
@@ -201,7 +236,12 @@ impl Runner {
                 (discovery, result)
             }
         };
-        self.apply(claimed, &discovery).await?;
+        let saving = if new {
+            self.save(claimed, &discovery)
+        } else {
+            None
+        };
+        self.apply(claimed, &discovery, saving).await?;
         result["pseudonymized"] = counts(&discovery, RowAction::Pseudonymize);
         Ok(result)
     }
@@ -214,7 +254,7 @@ pub fn table_changes<'a>(
     map: &'a DataMap,
     columns: &'a [TableColumns],
     database: &str,
-    rows: &[&FoundRow],
+    rows: &'a [FoundRows],
 ) -> Vec<TableChange<'a>> {
     let mut changes = Vec::new();
     for (table, columns) in map.tables.iter().zip(columns).rev() {
@@ -226,10 +266,13 @@ pub fn table_changes<'a>(
             RowAction::Anonymize,
             RowAction::Pseudonymize,
         ] {
-            let keys: Vec<Vec<String>> = rows
+            let keys: Vec<&[String]> = rows
                 .iter()
-                .filter(|r| r.table == table.table.table && r.action == action)
-                .map(|r| r.key.clone())
+                .filter(|r| {
+                    (r.database.as_str(), &r.table, r.action)
+                        == (database, &table.table.table, action)
+                })
+                .flat_map(|r| r.keys.iter().map(Vec::as_slice))
                 .collect();
             if !keys.is_empty() {
                 changes.push(TableChange {
@@ -250,11 +293,11 @@ fn pseudonymized(table: &TableMap) -> Option<RowAction> {
 
 /// Rows per `<database>.<table>` of one action.
 fn counts(discovery: &Discovery, action: RowAction) -> Value {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for (row, _) in discovery.rows.iter().filter(|(r, _)| r.action == action) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for rows in discovery.rows.iter().filter(|r| r.action == action) {
         *counts
-            .entry(format!("{}.{}", row.database, row.table))
-            .or_default() += 1;
+            .entry(format!("{}.{}", rows.database, rows.table))
+            .or_default() += rows.keys.len();
     }
     json!(counts)
 }

@@ -41,10 +41,6 @@ pub enum FulfilError {
     /// The worker's store failed between two steps: an outage is retried.
     #[error("the worker's store failed")]
     Store(#[from] StoreError),
-    /// The worker's store did not answer when the lease was checked before a
-    /// commit (the check gives no error to keep).
-    #[error("the worker's store is unavailable")]
-    StoreDown,
     /// The lease was lost: another instance has the request now.
     #[error("the lease was lost")]
     LostLease,
@@ -56,7 +52,7 @@ impl FulfilError {
         match self {
             Self::Target(e) => e.is_transient(),
             Self::Store(e) => e.is_transient(),
-            Self::Archive(_) | Self::Storage(_) | Self::StoreDown | Self::LostLease => true,
+            Self::Archive(_) | Self::Storage(_) | Self::LostLease => true,
             Self::Request(_) => false,
         }
     }

@@ -1,9 +1,11 @@
 //! The store's side of forget and pseudonymization: discovery (the customer's
-//! rows, by key, saved before anything is changed, with the ids of the worker's
+//! rows, by key, saved before any change to them commits, with the ids of the worker's
 //! own requests of the same customer), the progress of an attempt (which
 //! databases are done, the export of a pseudonymization), the destruction of
 //! the worker's own copies of the customer's data, and the erasure ledger that
 //! `ledger replay` reads. Every write is fenced by the lease, like the runner's.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use sqlx::Database;
@@ -15,50 +17,49 @@ use super::tx::WriteTx;
 use super::{Store, StoreError, decode, on_pool};
 use crate::request::{RequestStatus, RowAction};
 
-/// One of the customer's rows, by key: no personal data.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FoundRow {
+/// Some of the customer's rows of one table, by key, and what is done to
+/// them: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRows {
     /// The database of the data map.
     pub database: String,
     /// The table.
     pub table: String,
-    /// What is done to it.
+    /// What is done to them.
     pub action: RowAction,
-    /// The key's values, as text, in the order of the map's `key`.
-    pub key: Vec<String>,
+    /// Each row's key values, as text, in the order of the map's `key`.
+    pub keys: Vec<Vec<String>>,
 }
 
-/// A saved discovery.
+/// A discovery: the customer's rows and requests, and how far their change went.
 #[derive(Debug, Clone, Default)]
 pub struct Discovery {
     /// The worker's own requests of the same customer (the request included).
     pub related: Vec<i64>,
-    /// The rows, and whether their database's change has committed.
-    pub rows: Vec<(FoundRow, bool)>,
+    /// The rows, one entry per table and action.
+    pub rows: Vec<FoundRows>,
+    /// The databases whose change has committed.
+    pub done: BTreeSet<String>,
 }
 
-/// An entry of the erasure ledger.
+/// Entries of the erasure ledger: rows of one table a request changed.
 #[derive(Debug, Clone)]
 pub struct LedgerEntry {
-    /// The request that erased the row.
+    /// The request that changed them.
     pub request_id: i64,
     /// Its tenant (pseudonyms are per tenant).
     pub tenant: String,
-    /// The row.
-    pub row: FoundRow,
-    /// When its database's change committed.
+    /// The rows.
+    pub rows: FoundRows,
+    /// When their database's change committed.
     pub done_at: DateTime<Utc>,
 }
 
-/// Inserts one table's discovered rows, their keys given as one JSON array of
-/// arrays (`$5`): one statement per table, however many rows, in their order.
-const INSERT_ROWS_SQLITE: &str = "INSERT INTO customer_rows \
-    (request_id, db_name, table_name, action, row_key) \
-    SELECT $1, $2, $3, $4, value FROM json_each($5) ORDER BY key";
-const INSERT_ROWS_PG: &str = "INSERT INTO customer_rows \
-    (request_id, db_name, table_name, action, row_key) \
-    SELECT $1, $2, $3, $4, e.value::text \
-    FROM jsonb_array_elements(CAST($5 AS jsonb)) WITH ORDINALITY AS e(value, n) ORDER BY e.n";
+/// Keys saved in one row of `customer_row_batches`.
+const BATCH: usize = 10_000;
+
+const INSERT_BATCH: &str = "INSERT INTO customer_row_batches \
+    (request_id, db_name, table_name, action, row_keys) VALUES ($1, $2, $3, $4, $5)";
 
 /// A value bound to one of these statements.
 #[derive(Debug, Clone, Copy)]
@@ -88,27 +89,20 @@ where
 }
 
 impl WriteTx {
-    /// Saves discovered rows: a statement per run of rows of one table and action.
-    async fn insert_rows(&mut self, request_id: i64, rows: &[FoundRow]) -> Result<(), StoreError> {
-        let sql = match self {
-            Self::Postgres(_) => INSERT_ROWS_PG,
-            Self::Sqlite(_) => INSERT_ROWS_SQLITE,
-        };
-        let same = |a: &FoundRow, b: &FoundRow| {
-            (&a.database, &a.table, a.action) == (&b.database, &b.table, b.action)
-        };
-        for group in rows.chunk_by(same) {
-            let first = &group[0];
-            let keys: Vec<&Vec<String>> = group.iter().map(|r| &r.key).collect();
-            let keys = serde_json::to_string(&keys).expect("strings serialise");
-            let args = [
-                Arg::Id(request_id),
-                Arg::Text(&first.database),
-                Arg::Text(&first.table),
-                Arg::Text(first.action.as_str()),
-                Arg::Text(&keys),
-            ];
-            self.run(sql, &args).await?;
+    /// Saves discovered rows: a statement per batch of keys of one table.
+    async fn insert_rows(&mut self, request_id: i64, rows: &[FoundRows]) -> Result<(), StoreError> {
+        for found in rows {
+            for batch in found.keys.chunks(BATCH) {
+                let keys = serde_json::to_string(batch).expect("strings serialise");
+                let args = [
+                    Arg::Id(request_id),
+                    Arg::Text(&found.database),
+                    Arg::Text(&found.table),
+                    Arg::Text(found.action.as_str()),
+                    Arg::Text(&keys),
+                ];
+                self.run(INSERT_BATCH, &args).await?;
+            }
         }
         Ok(())
     }
@@ -166,7 +160,7 @@ impl Store {
         &self,
         lease: &Lease,
         until: DateTime<Utc>,
-        rows: &[FoundRow],
+        rows: &[FoundRows],
         related: &[i64],
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE privacy_requests SET related_requests = $2 WHERE id = $1";
@@ -184,10 +178,9 @@ impl Store {
     /// The saved discovery of a request, if any.
     pub async fn discovery(&self, request_id: i64) -> Result<Option<Discovery>, StoreError> {
         const RELATED: &str = "SELECT related_requests FROM privacy_requests WHERE id = $1";
-        const ROWS: &str = "SELECT c.db_name, c.table_name, c.action, c.row_key, \
-            d.done_at IS NOT NULL FROM customer_rows c LEFT JOIN customer_databases_done d \
-            ON d.request_id = c.request_id AND d.db_name = c.db_name \
-            WHERE c.request_id = $1 ORDER BY c.id";
+        const ROWS: &str = "SELECT db_name, table_name, action, row_keys \
+            FROM customer_row_batches WHERE request_id = $1 ORDER BY id";
+        const DONE: &str = "SELECT db_name FROM customer_databases_done WHERE request_id = $1";
         let related: Option<Option<String>> = on_pool!(self, pool =>
             sqlx::query_scalar(RELATED).bind(request_id).fetch_optional(pool).await?);
         let Some(related) = related.flatten() else {
@@ -195,15 +188,23 @@ impl Store {
         };
         let related = serde_json::from_str(&related)
             .map_err(|_| StoreError::Corrupt(format!("request {request_id}: related requests")))?;
-        let rows: Vec<(String, String, String, String, bool)> = on_pool!(self, pool =>
+        let batches: Vec<(String, String, String, String)> = on_pool!(self, pool =>
             sqlx::query_as(ROWS).bind(request_id).fetch_all(pool).await?);
-        let rows = rows
-            .into_iter()
-            .map(|(database, table, action, key, done)| {
-                Ok((found_row(database, table, &action, &key)?, done))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Some(Discovery { related, rows }))
+        let mut rows: Vec<FoundRows> = Vec::new();
+        for (database, table, action, keys) in batches {
+            let batch = found_rows(database, table, &action, &keys)?;
+            match rows.last_mut() {
+                Some(last) if same_table(last, &batch) => last.keys.extend(batch.keys),
+                _ => rows.push(batch),
+            }
+        }
+        let done: Vec<String> = on_pool!(self, pool =>
+            sqlx::query_scalar(DONE).bind(request_id).fetch_all(pool).await?);
+        Ok(Some(Discovery {
+            related,
+            rows,
+            done: done.into_iter().collect(),
+        }))
     }
 
     /// Records the result of a step before the request completes (the export
@@ -307,7 +308,7 @@ impl Store {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         const SQL: &str = "SELECT c.request_id, r.tenant, c.db_name, c.table_name, c.action, \
-            c.row_key, d.done_at FROM customer_rows c \
+            c.row_keys, d.done_at FROM customer_row_batches c \
             JOIN customer_databases_done d ON d.request_id = c.request_id AND d.db_name = c.db_name \
             JOIN privacy_requests r ON r.id = c.request_id \
             WHERE ($1 IS NULL OR c.db_name = $1) AND ($2 IS NULL OR d.done_at >= $2) ORDER BY c.id";
@@ -316,11 +317,11 @@ impl Store {
             sqlx::query_as(SQL).bind(database).bind(since).fetch_all(pool).await?);
         rows.into_iter()
             .map(
-                |(request_id, tenant, database, table, action, key, done_at)| {
+                |(request_id, tenant, database, table, action, keys, done_at)| {
                     Ok(LedgerEntry {
                         request_id,
                         tenant,
-                        row: found_row(database, table, &action, &key)?,
+                        rows: found_rows(database, table, &action, &keys)?,
                         done_at,
                     })
                 },
@@ -329,17 +330,22 @@ impl Store {
     }
 }
 
-fn found_row(
+fn same_table(a: &FoundRows, b: &FoundRows) -> bool {
+    (&a.database, &a.table, a.action) == (&b.database, &b.table, b.action)
+}
+
+fn found_rows(
     database: String,
     table: String,
     action: &str,
-    key: &str,
-) -> Result<FoundRow, StoreError> {
-    Ok(FoundRow {
+    keys: &str,
+) -> Result<FoundRows, StoreError> {
+    Ok(FoundRows {
         database,
         table,
         action: decode(action, RowAction::parse, "row action")?,
-        key: serde_json::from_str(key)
-            .map_err(|_| StoreError::Corrupt("a saved row key is not a JSON list".into()))?,
+        keys: serde_json::from_str(keys).map_err(|_| {
+            StoreError::Corrupt("saved row keys are not a JSON list of lists".into())
+        })?,
     })
 }

@@ -2,14 +2,15 @@
 //! nulling their personal columns (forget, `anonymize` tables; a pseudonym
 //! where the column may not be null), or replacing their personal values by
 //! pseudonyms (pseudonymization). One database's changes run in one
-//! transaction, committed only if the caller still holds its lease; every
+//! transaction, which the caller commits once it has confirmed its lease; every
 //! change is idempotent (a deleted row is not there to delete again, NULL stays
 //! NULL, a pseudonym is left as it is), so a retry, a takeover or a ledger
 //! replay ends in the same state. Keys are compared in the column's own type
 //! (PostgreSQL: a cast of the bound text; SQLite: the column's affinity), so the
 //! key's index serves the statement.
 
-use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::binds::{Bind, postgres_query, sqlite_query};
@@ -33,7 +34,7 @@ pub struct TableChange<'a> {
     /// What to do.
     pub action: RowAction,
     /// The rows, by their key values as text.
-    pub keys: Vec<Vec<String>>,
+    pub keys: Vec<&'a [String]>,
 }
 
 /// Makes a pseudonym of a value for a column of at most so many characters.
@@ -99,7 +100,7 @@ fn typed(mark: usize, columns: &TableColumns, column: &str, postgres: bool) -> S
 /// is a term of its own.
 fn keys_clause(
     change: &TableChange<'_>,
-    batch: &[Vec<String>],
+    batch: &[&[String]],
     postgres: bool,
 ) -> (String, Vec<Bind>) {
     let key = &change.table.key;
@@ -120,7 +121,7 @@ fn keys_clause(
     let mut rows = Vec::new();
     for values in batch {
         let mut terms = Vec::new();
-        for (column, value) in key.iter().zip(values) {
+        for (column, value) in key.iter().zip(values.iter()) {
             binds.push(Bind::One(Some(value.clone())));
             let mark = typed(binds.len(), change.columns, column, postgres);
             terms.push(format!("{} = {mark}", quoted(column)));
@@ -130,18 +131,40 @@ fn keys_clause(
     (rows.join(" OR "), binds)
 }
 
+/// One database's changes, made in a transaction not committed yet: dropped,
+/// they roll back. The caller commits once what must come first has (the
+/// discovery saved, the lease confirmed).
+pub struct Changed {
+    tx: Tx,
+    database: String,
+    /// The rows each change affected.
+    pub affected: Vec<u64>,
+}
+
+impl Changed {
+    /// Commits the changes.
+    pub async fn commit(self) -> Result<(), TargetError> {
+        let started = std::time::Instant::now();
+        match self.tx {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+        .map_err(|e| classify(&self.database, e))?;
+        tracing::debug!(took = ?started.elapsed(), "committed");
+        Ok(())
+    }
+}
+
 impl Targets {
-    /// Applies `changes` to `database` in one transaction, committed only when
-    /// `held` says the lease is still held; returns the rows each change
-    /// affected. `changes` come in the order to apply them (tables reached by
-    /// `via` before the tables they point at, for deletes).
-    pub async fn apply(
+    /// Makes `changes` to `database` in one transaction, left open for the
+    /// caller to commit. `changes` come in the order to make them (tables
+    /// reached by `via` before the tables they point at, for deletes).
+    pub async fn change(
         &self,
         database: &str,
         changes: &[TableChange<'_>],
         pseudonym: Pseudonyms<'_>,
-        held: BoxFuture<'_, bool>,
-    ) -> Result<Option<Vec<u64>>, TargetError> {
+    ) -> Result<Changed, TargetError> {
         let fail = |e| classify(database, e);
         let (mut tx, postgres) = match self.pool(database)? {
             Pool::Postgres(pool) => (Tx::Postgres(pool.begin().await.map_err(fail)?), true),
@@ -156,8 +179,8 @@ impl Targets {
                 count += change_batch(&mut tx, change, batch, pseudonym, postgres)
                     .await
                     .map_err(|e| match e {
-                        Changed::Db(e) => fail(e),
-                        Changed::NoKey => TargetError::Mismatch(
+                        ChangeError::Db(e) => fail(e),
+                        ChangeError::NoKey => TargetError::Mismatch(
                             "the key file has no pseudonym key (pseudonym_key)".into(),
                         ),
                     })?;
@@ -165,28 +188,20 @@ impl Targets {
             tracing::debug!(table = %change.table.table, rows = count, took = ?started.elapsed(), "rows changed");
             affected.push(count);
         }
-        let started = std::time::Instant::now();
-        if !held.await {
-            return Ok(None);
-        }
-        tracing::debug!(took = ?started.elapsed(), "lease confirmed");
-        let started = std::time::Instant::now();
-        match tx {
-            Tx::Postgres(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
-        }
-        .map_err(fail)?;
-        tracing::debug!(took = ?started.elapsed(), "committed");
-        Ok(Some(affected))
+        Ok(Changed {
+            tx,
+            database: database.to_owned(),
+            affected,
+        })
     }
 }
 
-enum Changed {
+enum ChangeError {
     Db(sqlx::Error),
     NoKey,
 }
 
-impl From<sqlx::Error> for Changed {
+impl From<sqlx::Error> for ChangeError {
     fn from(e: sqlx::Error) -> Self {
         Self::Db(e)
     }
@@ -196,10 +211,10 @@ impl From<sqlx::Error> for Changed {
 async fn change_batch(
     tx: &mut Tx,
     change: &TableChange<'_>,
-    batch: &[Vec<String>],
+    batch: &[&[String]],
     pseudonym: Pseudonyms<'_>,
     postgres: bool,
-) -> Result<u64, Changed> {
+) -> Result<u64, ChangeError> {
     let table = quoted(&change.table.table.table);
     let personal = &change.table.personal;
     let (clause, binds) = keys_clause(change, batch, postgres);
@@ -253,16 +268,26 @@ async fn change_batch(
     }
     // The new values, column by column (keys first), then one UPDATE for the
     // batch joined to them.
+    // A customer's rows repeat their values (a name on every invoice): each
+    // distinct value of a column is made a pseudonym of once.
     let mut new: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); width];
+    let mut made: Vec<HashMap<&str, String>> = vec![HashMap::new(); pseudonymized.len()];
     for row in &rows {
         let (key, values) = row.split_at(keys.len());
         for (i, cell) in key.iter().enumerate() {
             new[i].push(cell.clone());
         }
         for (i, (column, value)) in pseudonymized.iter().zip(values).enumerate() {
-            let max_len = change.columns.column(column).and_then(|c| c.max_len);
-            let value = match value {
-                Some(v) => Some(pseudonym(v, max_len).ok_or(Changed::NoKey)?),
+            let value = match value.as_deref() {
+                Some(v) => Some(match made[i].get(v) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let max_len = change.columns.column(column).and_then(|c| c.max_len);
+                        let p = pseudonym(v, max_len).ok_or(ChangeError::NoKey)?;
+                        made[i].insert(v, p.clone());
+                        p
+                    }
+                }),
                 None => None,
             };
             new[keys.len() + i].push(value);

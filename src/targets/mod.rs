@@ -11,8 +11,8 @@ mod erase;
 mod rows;
 
 pub use copy::CsvPiece;
-pub use erase::{Pseudonyms, TableChange};
-pub use rows::{Cells, Selection};
+pub use erase::{Changed, Pseudonyms, TableChange};
+pub use rows::{Cells, Read, Selection};
 
 use std::collections::BTreeMap;
 

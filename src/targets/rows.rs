@@ -4,7 +4,7 @@
 //! text cells. Names are the data map's (checked plain identifiers), quoted;
 //! every value is bound.
 
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::Row;
 
 use super::binds::{Bind, postgres_query, sqlite_query};
@@ -139,6 +139,17 @@ pub(super) fn where_clause(
     Ok((clause, values))
 }
 
+/// How selected rows are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Each distinct combination of the columns once, in no order.
+    Distinct,
+    /// Every row, in key order.
+    InKeyOrder,
+    /// Every row, in no order (the key columns, which are distinct already).
+    Unordered,
+}
+
 impl Targets {
     /// The distinct values (as text) of `columns` in the selected rows.
     pub async fn values(
@@ -147,12 +158,68 @@ impl Targets {
         selection: &Selection,
         columns: &[&str],
     ) -> Result<Vec<Cells>, TargetError> {
-        let mut rows = self.rows(table, selection, columns, true);
-        let mut found = Vec::new();
-        while let Some(row) = rows.next().await {
-            found.push(row?);
+        self.rows(table, selection, columns, Read::Distinct)
+            .try_collect()
+            .await
+    }
+
+    /// The keys (as text, in the order of the map's `key`) of the selected
+    /// rows, each once.
+    pub async fn keys(
+        &self,
+        table: &TableMap,
+        selection: &Selection,
+    ) -> Result<Vec<Vec<String>>, TargetError> {
+        let key: Vec<&str> = table.key.iter().map(String::as_str).collect();
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut found = |key: Vec<String>| keys.push(key);
+        // On PostgreSQL as one array per key column: a customer's rows can be
+        // many, and one value of 100,000 elements costs a fraction of 100,000
+        // rows decoded one by one. A key column is NOT NULL where it is a
+        // primary key; NULL is kept as the empty text it compares with.
+        let target = self.pool(&table.table.database)?;
+        if let Pool::Postgres(pool) = target {
+            let via_type = self.via_types.get(&table.table).map(String::as_str);
+            let (clause, values) = where_clause(table, selection, (target, via_type), Mark::Bind)?;
+            let aggregates: Vec<String> = key
+                .iter()
+                .map(|c| format!("array_agg(CAST({} AS TEXT))", quoted(c)))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {clause}",
+                aggregates.join(", "),
+                quoted(&table.table.table)
+            );
+            let fail = |e| classify(&table.table.database, e);
+            let row = postgres_query(sql, values)
+                .fetch_one(pool)
+                .await
+                .map_err(fail)?;
+            let mut columns = Vec::with_capacity(key.len());
+            for i in 0..key.len() {
+                let values: Option<Vec<Option<String>>> = row.try_get(i).map_err(fail)?;
+                columns.push(values.unwrap_or_default().into_iter());
+            }
+            let rows = columns.first().map_or(0, ExactSizeIterator::len);
+            for _ in 0..rows {
+                found(
+                    columns
+                        .iter_mut()
+                        .map(|c| c.next().flatten().unwrap_or_default())
+                        .collect(),
+                );
+            }
+        } else {
+            let mut rows = self.rows(table, selection, &key, Read::Unordered);
+            while let Some(row) = rows.try_next().await? {
+                found(row.into_iter().map(Option::unwrap_or_default).collect());
+            }
         }
-        Ok(found)
+        // Each once, should the key not be unique; sorting is cheaper than
+        // hashing copies of every key.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// The selected rows' `columns`, as text, in key order; streamed.
@@ -161,7 +228,7 @@ impl Targets {
         table: &'a TableMap,
         selection: &Selection,
         columns: &[&str],
-        distinct: bool,
+        read: Read,
     ) -> BoxStream<'a, Result<Cells, TargetError>> {
         let database = table.table.database.clone();
         let pool = match self.pool(&database) {
@@ -177,15 +244,19 @@ impl Targets {
             .iter()
             .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
             .collect();
-        let order = if distinct {
-            String::new()
-        } else {
+        let order = if read == Read::InKeyOrder {
             let keys: Vec<String> = table.key.iter().map(|k| quoted(k)).collect();
             format!(" ORDER BY {}", keys.join(", "))
+        } else {
+            String::new()
         };
         let sql = format!(
             "SELECT {}{} FROM {} WHERE {clause}{order}",
-            if distinct { "DISTINCT " } else { "" },
+            if read == Read::Distinct {
+                "DISTINCT "
+            } else {
+                ""
+            },
             selected.join(", "),
             quoted(&table.table.table),
         );

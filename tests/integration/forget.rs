@@ -87,7 +87,7 @@ async fn store_texts(app: &TestApp) -> Vec<String> {
         "inbound_messages",
         "request_events",
         "status_outbox",
-        "customer_rows",
+        "customer_row_batches",
         "customer_databases_done",
     ] {
         let sql = format!("SELECT CAST(t AS TEXT) FROM {table} t");

@@ -227,6 +227,35 @@ pub async fn test_env(backend: Backend) -> TestApp {
     test_env_over(backend, async |_: &str| {}).await
 }
 
+/// Brings the store at `url` to its first `migrations` migrations and runs
+/// `sql` on it: a store as an older worker left it, for `test_env_over`.
+pub async fn store_at_migration(url: &str, migrations: usize, sql: Vec<String>) {
+    if url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+            .await
+            .expect("the test database");
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.migrations = migrator.migrations[..migrations].to_vec().into();
+        migrator.run(&mut conn).await.expect("the older schema");
+        for sql in sql {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            query.execute(&mut conn).await.expect("old rows");
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("the test database");
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.migrations = migrator.migrations[..migrations].to_vec().into();
+        migrator.run(&mut conn).await.expect("the older schema");
+        for sql in sql {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            query.execute(&mut conn).await.expect("old rows");
+        }
+    }
+}
+
 /// Like [`test_env`], with `before_migration` run on the new, empty database
 /// first (to lay out what an older version of the worker left).
 pub async fn test_env_over(backend: Backend, before_migration: impl AsyncFnOnce(&str)) -> TestApp {

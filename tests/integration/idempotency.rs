@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use privacy_worker::crypto::{IDENTIFIER_CONTEXT, Keys};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection as _, PgConnection, SqliteConnection};
 
-use crate::helpers::{Backend, properties, sample_with, test_env_over};
+use crate::helpers::{Backend, properties, sample_with, store_at_migration, test_env_over};
 use crate::lifecycle::{Rcdp, tracking_id};
 use crate::on_both_backends;
 
@@ -136,29 +134,10 @@ async fn a_store_from_before_scoping(url: &str, keys: &Keys) {
              '{operation}', 'LCM.Webservice.{operation}', '{{}}', '{reply}', '{now}', '{now}')"
         ));
     }
-    if url.starts_with("sqlite:") {
-        let options: SqliteConnectOptions = url.parse().unwrap();
-        let mut conn = SqliteConnection::connect_with(&options.create_if_missing(true))
-            .await
-            .expect("the test database");
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
-        migrator.migrations = migrator.migrations[..1].to_vec().into();
-        migrator.run(&mut conn).await.expect("schema 0001");
-        for sql in sql {
-            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            query.execute(&mut conn).await.expect("old rows");
-        }
-    } else {
-        let mut conn = PgConnection::connect(url).await.expect("the test database");
-        let mut migrator = sqlx::migrate!("./migrations/postgres");
-        migrator.migrations = migrator.migrations[..1].to_vec().into();
-        migrator.run(&mut conn).await.expect("schema 0001");
+    if url.starts_with("postgres") {
         sql.push("SELECT setval('privacy_request_id_seq', 10001)".to_owned());
-        for sql in sql {
-            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            query.execute(&mut conn).await.expect("old rows");
-        }
     }
+    store_at_migration(url, 1, sql).await;
 }
 
 async fn keys_recorded_before_scoping_are_recognised_after_the_migration(backend: Backend) {

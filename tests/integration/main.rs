@@ -17,6 +17,7 @@ mod idempotency;
 mod intake;
 mod jobs;
 mod keys;
+mod ledger_batches;
 mod lifecycle;
 mod logs;
 mod observability;

@@ -2,7 +2,8 @@
 //! an export loses its lease, another takes the request over and writes one
 //! complete archive; two workers sharing several due requests fulfil each once,
 //! one archive each; a worker killed in the middle of an erasure is taken over
-//! and the erasure ends in the same state.
+//! and the erasure ends in the same state, and one killed before its discovery
+//! is saved has changed nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -224,7 +225,8 @@ async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same
         .await
         .unwrap();
     let (rows, pending): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE d.done_at IS NULL) FROM customer_rows c \
+        "SELECT coalesce(sum(jsonb_array_length(CAST(c.row_keys AS jsonb))), 0), \
+         count(*) FILTER (WHERE d.done_at IS NULL) FROM customer_row_batches c \
          LEFT JOIN customer_databases_done d ON (d.request_id, d.db_name) = (c.request_id, c.db_name) \
          WHERE c.request_id = $1",
     )
@@ -243,6 +245,78 @@ async fn a_worker_killed_mid_erasure_is_taken_over_and_the_erasure_ends_the_same
         "killed before it was done: {audit:?}"
     );
     store.close().await.unwrap();
+    crm.close().await.unwrap();
+    second.sigterm_exits_zero(Duration::from_secs(30)).await;
+    app.stop().await;
+    demo.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_before_its_discovery_is_saved_leaves_the_customer_databases_unchanged() {
+    let demo = DemoDatabases::load().await;
+    let mut crm = with_calls(&demo, 1_000, "John called ").await;
+    let app = test_env(Backend::Postgres).await;
+    let exports = tempfile::tempdir().unwrap();
+    let (_map, env) = fulfilling(&demo, exports.path(), "3s");
+    // The discovery cannot be saved while this lock is held: the worker
+    // blocks on it, whatever it has done meanwhile.
+    let mut blocker = sqlx::PgConnection::connect(&app.settings.store.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE customer_row_batches IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let johns = "SELECT (SELECT count(*) FROM customers WHERE id = 1), \
+                 (SELECT count(*) FROM calls WHERE customer_id = 1)";
+    let seeded: (i64, i64) = sqlx::query_as(johns).fetch_one(&mut crm).await.unwrap();
+    assert_eq!(seeded, (1, 1_002), "John, his two calls and 1,000 more");
+    let mut first = start(&app, &env);
+    let mut rcdp = Rcdp::new(&app).await;
+    let id = tracking_id(&rcdp.register("forget", "gcrid", "GCR-1001", "t1").await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'customer_row_batches' AND NOT l.granted",
+        )
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never tried to save its discovery"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Time for the customer databases' changes, had they not waited.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before: (i64, i64) = sqlx::query_as(johns).fetch_one(&mut crm).await.unwrap();
+    assert_eq!(
+        before, seeded,
+        "nothing of John's is changed before the save"
+    );
+    first.kill9().await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let after_kill: (i64, i64) = sqlx::query_as(johns).fetch_one(&mut crm).await.unwrap();
+    assert_eq!(after_kill, seeded, "the killed worker changed nothing");
+
+    let mut second = start(&app, &env);
+    status_becomes(&app, id, RequestStatus::Completed, Duration::from_secs(60)).await;
+    let left: (i64, i64) = sqlx::query_as(johns).fetch_one(&mut crm).await.unwrap();
+    assert_eq!(left, (0, 0), "the takeover erased John");
+    let audit = crate::helpers::audit_reasons(&app.store, id).await;
+    assert!(
+        audit.iter().any(|r| r == "attempt 2: lease taken over"),
+        "{audit:?}"
+    );
+    blocker.close().await.unwrap();
     crm.close().await.unwrap();
     second.sigterm_exits_zero(Duration::from_secs(30)).await;
     app.stop().await;
