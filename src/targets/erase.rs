@@ -9,12 +9,10 @@
 //! (PostgreSQL: a cast of the bound text; SQLite: the column's affinity), so the
 //! key's index serves the statement.
 
-use std::collections::HashMap;
-
-use sqlx::{Postgres, Sqlite, Transaction};
-
-use super::binds::{Bind, postgres_query, sqlite_query};
+use super::binds::Bind;
+use super::rewrite::{Pseudonyms, Rewrite};
 use super::rows::quoted;
+use super::tx::{ChangeError, Tx};
 use super::{Pool, TableColumns, TargetError, Targets, classify};
 use crate::datamap::TableMap;
 use crate::request::RowAction;
@@ -35,56 +33,6 @@ pub struct TableChange<'a> {
     pub action: RowAction,
     /// The rows, by their key values as text.
     pub keys: Vec<&'a [String]>,
-}
-
-/// Makes a pseudonym of a value for a column of at most so many characters.
-pub type Pseudonyms<'a> = &'a (dyn Fn(&str, Option<usize>) -> Option<String> + Sync);
-
-/// A transaction on a customer database.
-enum Tx {
-    Postgres(Transaction<'static, Postgres>),
-    Sqlite(Transaction<'static, Sqlite>),
-}
-
-impl Tx {
-    async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
-        let (sql, binds) = (sql.to_owned(), binds.iter().cloned());
-        Ok(match self {
-            Self::Postgres(tx) => postgres_query(sql, binds)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            Self::Sqlite(tx) => sqlite_query(sql, binds)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-        })
-    }
-
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        binds: &[Bind],
-        width: usize,
-    ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
-        use sqlx::Row;
-        let (sql, binds) = (sql.to_owned(), binds.iter().cloned());
-        let cells = |get: &dyn Fn(usize) -> Result<Option<String>, sqlx::Error>| {
-            (0..width).map(get).collect::<Result<Vec<_>, _>>()
-        };
-        match self {
-            Self::Postgres(tx) => {
-                let query = postgres_query(sql, binds);
-                let rows = query.fetch_all(&mut **tx).await?;
-                rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
-            }
-            Self::Sqlite(tx) => {
-                let query = sqlite_query(sql, binds);
-                let rows = query.fetch_all(&mut **tx).await?;
-                rows.iter().map(|r| cells(&|i| r.try_get(i))).collect()
-            }
-        }
-    }
 }
 
 /// The SQL that compares a column with the bound text `$n`.
@@ -196,17 +144,6 @@ impl Targets {
     }
 }
 
-enum ChangeError {
-    Db(sqlx::Error),
-    NoKey,
-}
-
-impl From<sqlx::Error> for ChangeError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
 /// Changes one batch of a table's rows; returns how many.
 async fn change_batch(
     tx: &mut Tx,
@@ -215,146 +152,13 @@ async fn change_batch(
     pseudonym: Pseudonyms<'_>,
     postgres: bool,
 ) -> Result<u64, ChangeError> {
-    let table = quoted(&change.table.table.table);
-    let personal = &change.table.personal;
     let (clause, binds) = keys_clause(change, batch, postgres);
     if change.action == RowAction::Delete {
+        let table = quoted(&change.table.table.table);
         return Ok(tx
             .execute(&format!("DELETE FROM {table} WHERE {clause}"), &binds)
             .await?);
     }
-    // Which columns get a pseudonym (the others are nulled): every text column
-    // when pseudonymizing; when anonymizing, those that may not be NULL.
-    let pseudonymized: Vec<&String> = personal
-        .iter()
-        .filter(|c| {
-            let column = change.columns.column(c).expect("checked");
-            column.text && (change.action == RowAction::Pseudonymize || !column.nullable)
-        })
-        .collect();
-    let nulled: Vec<String> = personal
-        .iter()
-        .filter(|c| !pseudonymized.contains(c))
-        .map(|c| format!("{} = NULL", quoted(c)))
-        .collect();
-    if pseudonymized.is_empty() {
-        if nulled.is_empty() {
-            return Ok(0);
-        }
-        let sql = format!("UPDATE {table} SET {} WHERE {clause}", nulled.join(", "));
-        return Ok(tx.execute(&sql, &binds).await?);
-    }
-    // Pseudonyms are made from the values: read them, then write them back
-    // with one UPDATE for the batch.
-    let read: Vec<String> = pseudonymized
-        .iter()
-        .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
-        .collect();
-    let keys: Vec<String> = change
-        .table
-        .key
-        .iter()
-        .map(|c| format!("CAST({} AS TEXT)", quoted(c)))
-        .collect();
-    let sql = format!(
-        "SELECT {}, {} FROM {table} WHERE {clause}",
-        keys.join(", "),
-        read.join(", ")
-    );
-    let width = keys.len() + read.len();
-    let rows = tx.fetch(&sql, &binds, width).await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    // The new values, column by column (keys first), then one UPDATE for the
-    // batch joined to them.
-    // A customer's rows repeat their values (a name on every invoice): each
-    // distinct value of a column is made a pseudonym of once.
-    let mut new: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); width];
-    let mut made: Vec<HashMap<&str, String>> = vec![HashMap::new(); pseudonymized.len()];
-    for row in &rows {
-        let (key, values) = row.split_at(keys.len());
-        for (i, cell) in key.iter().enumerate() {
-            new[i].push(cell.clone());
-        }
-        for (i, (column, value)) in pseudonymized.iter().zip(values).enumerate() {
-            let value = match value.as_deref() {
-                Some(v) => Some(match made[i].get(v) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let max_len = change.columns.column(column).and_then(|c| c.max_len);
-                        let p = pseudonym(v, max_len).ok_or(ChangeError::NoKey)?;
-                        made[i].insert(v, p.clone());
-                        p
-                    }
-                }),
-                None => None,
-            };
-            new[keys.len() + i].push(value);
-        }
-    }
-    let sql = update_from(change, &table, &pseudonymized, &nulled, &new, postgres);
-    let binds: Vec<Bind> = if postgres {
-        new.into_iter().map(Bind::Many).collect()
-    } else {
-        // Row by row, as VALUES wants them.
-        (0..rows.len())
-            .flat_map(|r| new.iter().map(move |column| Bind::One(column[r].clone())))
-            .collect()
-    };
-    let count = tx.execute(&sql, &binds).await?;
-    Ok(count)
-}
-
-/// The UPDATE that writes `new` (key columns first, then the pseudonymized
-/// ones) over the batch's rows: on PostgreSQL joined to `UNNEST` of one array
-/// per column, on SQLite to `VALUES` (whose columns are column1, column2, ...).
-fn update_from(
-    change: &TableChange<'_>,
-    table: &str,
-    pseudonymized: &[&String],
-    nulled: &[String],
-    new: &[Vec<Option<String>>],
-    postgres: bool,
-) -> String {
-    let key = &change.table.key;
-    let name = |i: usize| format!("v.column{}", i + 1);
-    let source = if postgres {
-        let arrays: Vec<String> = (1..=new.len())
-            .map(|i| format!("CAST(${i} AS text[])"))
-            .collect();
-        let names: Vec<String> = (1..=new.len()).map(|i| format!("column{i}")).collect();
-        format!("UNNEST({}) AS v({})", arrays.join(", "), names.join(", "))
-    } else {
-        let rows = new.first().map_or(0, Vec::len);
-        let tuples: Vec<String> = (0..rows)
-            .map(|r| {
-                let marks: Vec<String> = (0..new.len())
-                    .map(|c| format!("${}", r * new.len() + c + 1))
-                    .collect();
-                format!("({})", marks.join(", "))
-            })
-            .collect();
-        format!("(VALUES {}) AS v", tuples.join(", "))
-    };
-    let mut sets = nulled.to_vec();
-    for (i, column) in pseudonymized.iter().enumerate() {
-        sets.push(format!("{} = {}", quoted(column), name(key.len() + i)));
-    }
-    let joined: Vec<String> = key
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let value = match change.columns.column(column) {
-                Some(c) if postgres => format!("CAST({} AS {})", name(i), quoted(&c.sql_type)),
-                _ => name(i),
-            };
-            format!("{table}.{} = {value}", quoted(column))
-        })
-        .collect();
-    format!(
-        "UPDATE {table} SET {} FROM {source} WHERE {}",
-        sets.join(", "),
-        joined.join(" AND ")
-    )
+    let rewrite = Rewrite::new(change.table, change.columns, change.action, pseudonym);
+    rewrite.run(tx, &clause, binds, postgres).await
 }

@@ -8,10 +8,13 @@ mod binds;
 mod connect;
 mod copy;
 mod erase;
+mod rewrite;
 mod rows;
+mod tx;
 
 pub use copy::CsvPiece;
-pub use erase::{Changed, Pseudonyms, TableChange};
+pub use erase::{Changed, TableChange};
+pub use rewrite::Pseudonyms;
 pub use rows::{Cells, Read, Selection};
 
 use std::collections::BTreeMap;
