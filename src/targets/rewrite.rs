@@ -6,9 +6,9 @@
 //! statement): the rows never leave the database, and a value on many rows
 //! (a name on every invoice) is one entry. On SQLite each row's key and values
 //! are read and written back joined to `VALUES`. On PostgreSQL a value the map
-//! does not hold (changed by someone else meanwhile) becomes NULL (or fails the
-//! statement, on a NOT NULL column, and the attempt is retried): it never stays
-//! as it was.
+//! does not hold (changed by someone else meanwhile) becomes NULL, or on a NOT
+//! NULL column fails the statement and the request with it (`requests retry`
+//! runs it again): it never stays as it was.
 
 use std::collections::HashMap;
 
