@@ -14,7 +14,7 @@ use crate::config::{LedgerAction, LedgerArgs};
 use crate::fulfil::table_changes;
 use crate::keyring::{self, Creation};
 use crate::request::RowAction;
-use crate::store::{FoundRows, LedgerEntry, Store, StoreSettings};
+use crate::store::{LedgerEntry, Store, StoreSettings};
 
 /// Runs `ledger replay` and returns what to print.
 pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
@@ -41,16 +41,14 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     }
     let mut lines = Vec::new();
     for ((db, tenant), entries) in groups {
-        let rows: Vec<FoundRows> = entries.iter().map(|e| e.rows.clone()).collect();
-        let changes = table_changes(&map, &columns, db, &rows);
+        let changes = table_changes(&map, &columns, db, entries.iter().map(|e| &e.rows));
         let pseudonym =
             |value: &str, max_len: Option<usize>| keys.pseudonym(tenant, value, max_len);
         let changed = targets
             .change(db, &changes, &pseudonym)
             .await
             .with_context(|| format!("replaying on database {db}"))?;
-        let affected = changed.affected.clone();
-        changed
+        let affected = changed
             .commit()
             .await
             .with_context(|| format!("replaying on database {db}"))?;

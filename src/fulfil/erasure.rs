@@ -24,7 +24,7 @@ use crate::store::{Claimed, Discovery, FoundRows, StoreError};
 use crate::targets::{TableChange, TableColumns};
 
 /// Saving a new discovery, run beside the first database's change.
-type Saving<'a> = Option<BoxFuture<'a, Result<bool, StoreError>>>;
+type Saving<'a> = BoxFuture<'a, Result<bool, StoreError>>;
 
 impl Runner {
     /// The saved discovery, or a new one and whether it still has to be saved
@@ -90,20 +90,18 @@ impl Runner {
     /// Saves a new discovery; false when the lease is lost.
     fn save<'a>(&'a self, claimed: &'a Claimed, discovery: &'a Discovery) -> Saving<'a> {
         let lease = &claimed.lease;
-        Some(
-            async move {
-                let started = std::time::Instant::now();
-                let (rows, related) = (&discovery.rows, &discovery.related);
-                let saved = self
-                    .store
-                    .save_discovery(lease, self.lease_until(), rows, related)
-                    .await;
-                let id = lease.request_id;
-                info!(request = id, took = ?started.elapsed(), "discovery saved");
-                saved
-            }
-            .boxed(),
-        )
+        async move {
+            let started = std::time::Instant::now();
+            let (rows, related) = (&discovery.rows, &discovery.related);
+            let saved = self
+                .store
+                .save_discovery(lease, self.lease_until(), rows, related)
+                .await;
+            let id = lease.request_id;
+            info!(request = id, took = ?started.elapsed(), "discovery saved");
+            saved
+        }
+        .boxed()
     }
 
     /// Changes the discovered rows not done yet, one database at a time, each
@@ -114,7 +112,7 @@ impl Runner {
         &self,
         claimed: &Claimed,
         discovery: &Discovery,
-        mut saving: Saving<'_>,
+        mut saving: Option<Saving<'_>>,
     ) -> Result<(), FulfilError> {
         let tenant = claimed.tenant.clone();
         let keys = self.keys.clone();
@@ -131,7 +129,7 @@ impl Runner {
                 continue;
             }
             let started = std::time::Instant::now();
-            let changes = table_changes(&self.map, &self.columns, database, &discovery.rows);
+            let changes = table_changes(&self.map, &self.columns, database, discovery.rows.iter());
             if changes.is_empty() {
                 continue;
             }
@@ -145,8 +143,7 @@ impl Runner {
                 None => change.await?,
             };
             saved(self.store.heartbeat(lease, self.lease_until()).await)?;
-            let affected = changed.affected.clone();
-            changed.commit().await?;
+            let affected = changed.commit().await?;
             for (change, count) in changes.iter().zip(affected) {
                 super::observe::rewritten(change.action, count);
             }
@@ -174,11 +171,7 @@ impl Runner {
                 })
             })
             .await?;
-        let saving = if new {
-            self.save(claimed, &discovery)
-        } else {
-            None
-        };
+        let saving = new.then(|| self.save(claimed, &discovery));
         self.apply(claimed, &discovery, saving).await?;
         let started = std::time::Instant::now();
         for id in &discovery.related {
@@ -236,11 +229,7 @@ impl Runner {
                 (discovery, result)
             }
         };
-        let saving = if new {
-            self.save(claimed, &discovery)
-        } else {
-            None
-        };
+        let saving = new.then(|| self.save(claimed, &discovery));
         self.apply(claimed, &discovery, saving).await?;
         result["pseudonymized"] = counts(&discovery, RowAction::Pseudonymize);
         Ok(result)
@@ -254,7 +243,7 @@ pub fn table_changes<'a>(
     map: &'a DataMap,
     columns: &'a [TableColumns],
     database: &str,
-    rows: &'a [FoundRows],
+    rows: impl Iterator<Item = &'a FoundRows> + Clone,
 ) -> Vec<TableChange<'a>> {
     let mut changes = Vec::new();
     for (table, columns) in map.tables.iter().zip(columns).rev() {
@@ -267,7 +256,7 @@ pub fn table_changes<'a>(
             RowAction::Pseudonymize,
         ] {
             let keys: Vec<&[String]> = rows
-                .iter()
+                .clone()
                 .filter(|r| {
                     (r.database.as_str(), &r.table, r.action)
                         == (database, &table.table.table, action)

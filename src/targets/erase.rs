@@ -85,13 +85,12 @@ fn keys_clause(
 pub struct Changed {
     tx: Tx,
     database: String,
-    /// The rows each change affected.
-    pub affected: Vec<u64>,
+    affected: Vec<u64>,
 }
 
 impl Changed {
-    /// Commits the changes.
-    pub async fn commit(self) -> Result<(), TargetError> {
+    /// Commits the changes; returns the rows each change affected.
+    pub async fn commit(self) -> Result<Vec<u64>, TargetError> {
         let started = std::time::Instant::now();
         match self.tx {
             Tx::Postgres(tx) => tx.commit().await,
@@ -99,7 +98,7 @@ impl Changed {
         }
         .map_err(|e| classify(&self.database, e))?;
         tracing::debug!(took = ?started.elapsed(), "committed");
-        Ok(())
+        Ok(self.affected)
     }
 }
 

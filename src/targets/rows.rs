@@ -172,7 +172,6 @@ impl Targets {
     ) -> Result<Vec<Vec<String>>, TargetError> {
         let key: Vec<&str> = table.key.iter().map(String::as_str).collect();
         let mut keys: Vec<Vec<String>> = Vec::new();
-        let mut found = |key: Vec<String>| keys.push(key);
         // On PostgreSQL as one array per key column: a customer's rows can be
         // many, and one value of 100,000 elements costs a fraction of 100,000
         // rows decoded one by one. A key column is NOT NULL where it is a
@@ -202,7 +201,7 @@ impl Targets {
             }
             let rows = columns.first().map_or(0, ExactSizeIterator::len);
             for _ in 0..rows {
-                found(
+                keys.push(
                     columns
                         .iter_mut()
                         .map(|c| c.next().flatten().unwrap_or_default())
@@ -212,7 +211,7 @@ impl Targets {
         } else {
             let mut rows = self.rows(table, selection, &key, Read::Unordered);
             while let Some(row) = rows.try_next().await? {
-                found(row.into_iter().map(Option::unwrap_or_default).collect());
+                keys.push(row.into_iter().map(Option::unwrap_or_default).collect());
             }
         }
         // Each once, should the key not be unique; sorting is cheaper than
