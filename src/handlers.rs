@@ -15,7 +15,7 @@ use crate::protocol::{
     GET_DATA_PRIVACY_STATUS, Operation, PrivacyRequest, REGISTER_GDPR_REQUEST, REVOKE_GDPR_ACTIONS,
     RcdpRequest, StatusQuery, ValidRequest, lcm_error, rcdp_error, success_payload,
 };
-use crate::request::{Flow, IdentifierType, RequestKind, RequestStatus};
+use crate::request::{FailureCode, Flow, IdentifierType, RequestKind, RequestStatus};
 use crate::store::{
     Decision, NewMessage, NewRegistration, NewRevocation, RevokeDecision, Store, StoreError,
     StoredIdentifier,
@@ -246,7 +246,7 @@ impl Handlers {
                 rcdp_key(REGISTER_GDPR_REQUEST, &r.tenant, delivery),
                 source,
                 delivery,
-                rcdp_details(r),
+                r.details(),
                 None,
             ),
         };
@@ -294,7 +294,7 @@ impl Handlers {
                 rcdp_key(REVOKE_GDPR_ACTIONS, &r.tenant, delivery),
                 source,
                 delivery,
-                rcdp_details(r),
+                r.details(),
                 None,
             ),
         };
@@ -342,7 +342,10 @@ impl Handlers {
                             .and_then(|r| serde_json::from_str(r).ok());
                         data["result"] = result.unwrap_or(Value::Null);
                     }
-                    RequestStatus::Failed => data["error"] = json!(s.last_error),
+                    RequestStatus::Failed => {
+                        data["errorCode"] = json!(FailureCode::code_of(s.last_error.as_deref()));
+                        data["error"] = json!(s.last_error);
+                    }
                     _ => {}
                 }
                 json!({"status": "OK", "data": data})
@@ -381,19 +384,14 @@ fn rcdp_key(operation: &str, tenant: &str, delivery: Delivery<'_>) -> Option<Str
         .or_else(|| correlation_id.map(|id| scoped_key("cid", operation, tenant, id)))
 }
 
-/// An idempotency key scoped by operation and tenant:
-/// `<mid|cid>:<operation>:<tenant>:<id>`. The same message_id sent by two tenants,
-/// or a correlation_id reused by a register and its later revoke, are different
-/// messages. The tenant has `%` and `:` percent-encoded so the parts cannot run
-/// into each other; the id comes last and needs no encoding. Migration 0002
-/// rewrites keys recorded before scoping into this form, in SQL.
+/// An idempotency key scoped by operation and tenant: `<mid|cid>:<operation>:<tenant>:<id>`.
+/// The same message_id sent by two tenants, or a correlation_id reused by a register
+/// and its later revoke, are different messages. The tenant has `%` and `:`
+/// percent-encoded so the parts cannot run into each other; the id comes last and
+/// needs no encoding. Migration 0002 rewrote keys recorded before scoping, in SQL.
 fn scoped_key(by: &str, operation: &str, tenant: &str, id: &str) -> String {
     let tenant = tenant.replace('%', "%25").replace(':', "%3A");
     format!("{by}:{operation}:{tenant}:{id}")
-}
-
-fn rcdp_details(r: &RcdpRequest) -> Value {
-    json!({"reqType": r.kind.as_str(), "reqParam": r.identifier.kind.as_str(), "reqSource": r.source})
 }
 
 fn message<'a>(

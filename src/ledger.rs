@@ -13,7 +13,7 @@ use crate::check;
 use crate::config::{LedgerAction, LedgerArgs};
 use crate::fulfil::table_changes;
 use crate::keyring::{self, Creation};
-use crate::request::RowAction;
+use crate::request::{IdentifierType, RowAction};
 use crate::store::{LedgerEntry, Store, StoreSettings};
 
 /// Runs `ledger replay` and returns what to print.
@@ -42,8 +42,10 @@ pub async fn run(args: &LedgerArgs) -> anyhow::Result<String> {
     let mut lines = Vec::new();
     for ((db, tenant), entries) in groups {
         let changes = table_changes(&map, &columns, db, entries.iter().map(|e| &e.rows));
-        let pseudonym =
-            |value: &str, max_len: Option<usize>| keys.pseudonym(tenant, value, max_len);
+        let pseudonym = |kind: Option<IdentifierType>, value: &str| {
+            let normalized = kind.and_then(|k| k.normalize(value));
+            keys.pseudonym(tenant, normalized.as_deref().unwrap_or(value))
+        };
         let changed = targets
             .change(db, &changes, &pseudonym)
             .await

@@ -108,7 +108,34 @@ impl IdentifierType {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
+
+    /// Strong identifiers name at most one customer; contact details (e-mail,
+    /// mobile) can be shared by a household.
+    pub fn is_strong(self) -> bool {
+        matches!(self, Self::Account | Self::Gcrid | Self::Customer)
+    }
+
+    /// The value in the form that compares equal for the same customer, or
+    /// `None` when nothing is left: every identifier trimmed of
+    /// [`TRIMMED`]; an e-mail address in Unicode lower case (full mapping:
+    /// what PostgreSQL's `lower()` under ICU and the SQLite collation the
+    /// worker registers compute too); a mobile number by its ASCII digits.
+    /// The one normalization: requests, rows read back, the SQL of every
+    /// kind of customer database and pseudonyms all go through it.
+    pub fn normalize(self, value: &str) -> Option<String> {
+        let value = value.trim_matches(TRIMMED);
+        let normalized = match self {
+            Self::Email => value.to_lowercase(),
+            Self::Mobile => value.chars().filter(char::is_ascii_digit).collect(),
+            _ => value.to_owned(),
+        };
+        (!normalized.is_empty()).then_some(normalized)
+    }
 }
+
+/// What normalization trims from both ends of an identifier: space, tab, CR,
+/// LF (the only whitespace a request may carry; the SQL trims the same).
+pub const TRIMMED: [char; 4] = [' ', '\t', '\r', '\n'];
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -200,7 +227,51 @@ macro_rules! display_as_stored {
         }
     )*};
 }
-display_as_stored!(RequestKind, Flow, IdentifierType, RequestStatus);
+display_as_stored!(
+    RequestKind,
+    Flow,
+    IdentifierType,
+    RequestStatus,
+    FailureCode
+);
+
+/// Why a request failed, for a machine: the code its failure reason starts
+/// with (`<code>: <what, naming no value>`), shown as `errorCode` by a
+/// status reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCode {
+    /// The request's own identifier is held by two or more subject rows.
+    AmbiguousIdentifier,
+    /// Rows of the customer were still there after a forget committed.
+    ErasureIncomplete,
+}
+
+impl FailureCode {
+    /// Every code.
+    pub const ALL: [Self; 2] = [Self::AmbiguousIdentifier, Self::ErasureIncomplete];
+
+    /// As written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AmbiguousIdentifier => "ambiguous_identifier",
+            Self::ErasureIncomplete => "erasure_incomplete",
+        }
+    }
+
+    /// The code of a recorded failure reason, as written, if it has one.
+    pub fn code_of(reason: Option<&str>) -> Option<&'static str> {
+        reason.and_then(Self::of_reason).map(Self::as_str)
+    }
+
+    /// The code a recorded failure reason starts with, if any.
+    pub fn of_reason(reason: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| {
+            reason
+                .strip_prefix(code.as_str())
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+    }
+}
 
 /// What a fulfilment does to one of the customer's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -250,6 +321,22 @@ mod tests {
         assert_eq!(RequestStatus::parse("done"), None);
         let shown = serde_json::to_string(&RequestStatus::InProgress).unwrap();
         assert_eq!(shown, format!("\"{}\"", RequestStatus::InProgress));
+    }
+
+    #[test]
+    fn identifiers_normalize_the_same_way_everywhere() {
+        use IdentifierType::*;
+        assert_eq!(
+            Email.normalize(" \tÉlodie.Dupont@Exemple.FR \n").as_deref(),
+            Some("élodie.dupont@exemple.fr")
+        );
+        assert_eq!(
+            Mobile.normalize("+44 20 7946 0958 (mob)").as_deref(),
+            Some("442079460958")
+        );
+        assert_eq!(Mobile.normalize("(mob)"), None);
+        assert_eq!(Account.normalize(" 934|1 ").as_deref(), Some("934|1"));
+        assert!(Gcrid.is_strong() && !Email.is_strong() && !Mobile.is_strong());
     }
 
     #[test]

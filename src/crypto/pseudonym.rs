@@ -4,8 +4,11 @@
 //! the value, so the same value gives the same pseudonym in every table, every
 //! database and every request of the tenant (joins and counts keep working, and
 //! distinct values stay distinct, so a unique column stays unique), and nothing
-//! can be learned from it without the key. It is 24 hex digits long, or as many
-//! as the column holds (at least 8: `datamap check` refuses a shorter column).
+//! can be learned from it without the key. It is 24 hex digits long, always:
+//! `datamap check` refuses a column too narrow for it rather than have it
+//! truncated (pseudonyms earlier versions cut to 8 or more digits still count
+//! as pseudonyms). Callers give it the normalized value of an identifier, so
+//! `1-415-234-7172` and `14152347172` get the same pseudonym.
 //! A value that already is a pseudonym is left as it is, so a step done twice
 //! (a retry, a takeover, a ledger replay) changes nothing the second time.
 
@@ -18,10 +21,11 @@ use super::Keys;
 pub const PREFIX: &str = "pn-";
 /// Hex digits of a pseudonym when the column has room.
 pub const FULL_HEX: usize = 24;
-/// Hex digits at least: 32 bits, so a column must hold 11 characters.
+/// Hex digits at least of what counts as a pseudonym (earlier versions cut
+/// pseudonyms to fit a column).
 pub const MIN_HEX: usize = 8;
 /// The shortest column a pseudonym fits in.
-pub const MIN_LEN: usize = PREFIX.len() + MIN_HEX;
+pub const MIN_LEN: usize = PREFIX.len() + FULL_HEX;
 
 /// True when `value` is a pseudonym (and so is left as it is).
 pub fn is_pseudonym(value: &str) -> bool {
@@ -37,9 +41,8 @@ impl Keys {
         self.pseudonym_key.is_some()
     }
 
-    /// The pseudonym of `value` for `tenant`, at most `max_len` characters
-    /// (`None`: no limit); `None` without a pseudonym key.
-    pub fn pseudonym(&self, tenant: &str, value: &str, max_len: Option<usize>) -> Option<String> {
+    /// The pseudonym of `value` for `tenant`; `None` without a pseudonym key.
+    pub fn pseudonym(&self, tenant: &str, value: &str) -> Option<String> {
         if is_pseudonym(value) {
             return Some(value.to_owned());
         }
@@ -52,9 +55,7 @@ impl Keys {
         mac.update(&[0]);
         mac.update(value.as_bytes());
         let digest = hex::encode(mac.finalize().into_bytes());
-        let room = max_len.map_or(FULL_HEX, |len| len.saturating_sub(PREFIX.len()));
-        let digits = room.clamp(MIN_HEX, FULL_HEX);
-        Some(format!("{PREFIX}{}", &digest[..digits]))
+        Some(format!("{PREFIX}{}", &digest[..FULL_HEX]))
     }
 }
 
@@ -63,37 +64,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pseudonym_is_stable_per_tenant_fits_its_column_and_is_not_pseudonymized_again() {
+    fn a_pseudonym_is_stable_per_tenant_full_length_and_is_not_pseudonymized_again() {
         let dir = tempfile::tempdir().unwrap();
         let (keys, _) = Keys::load_or_create(&dir.path().join("keys.json")).unwrap();
-        let p = keys
-            .pseudonym("t1", "john.smith@example.com", None)
-            .unwrap();
+        let p = keys.pseudonym("t1", "john.smith@example.com").unwrap();
         assert_eq!(p.len(), 3 + FULL_HEX);
         assert!(is_pseudonym(&p), "{p}");
         assert!(!p.contains("john"));
         assert_eq!(
-            keys.pseudonym("t1", "john.smith@example.com", None),
+            keys.pseudonym("t1", "john.smith@example.com"),
             Some(p.clone())
         );
         assert_ne!(
-            keys.pseudonym("t2", "john.smith@example.com", None),
+            keys.pseudonym("t2", "john.smith@example.com"),
             Some(p.clone())
         );
         assert_ne!(
-            keys.pseudonym("t1", "mary.jones@example.com", None),
+            keys.pseudonym("t1", "mary.jones@example.com"),
             Some(p.clone())
         );
-        assert_eq!(
-            keys.pseudonym("t1", &p, None),
-            Some(p.clone()),
-            "left as it is"
-        );
-        let short = keys
-            .pseudonym("t1", "john.smith@example.com", Some(12))
-            .unwrap();
-        assert_eq!(short.len(), 12);
-        assert!(p.starts_with(&short));
+        assert_eq!(keys.pseudonym("t1", &p), Some(p.clone()), "left as it is");
+        assert!(is_pseudonym(&p[..12]), "an earlier version's cut one");
         assert!(!is_pseudonym("pn-John"));
         assert!(!is_pseudonym("pn-ABCDEF0123"));
     }

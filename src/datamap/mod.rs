@@ -11,7 +11,7 @@
 mod graph;
 mod parse;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use parse::parse;
 
@@ -68,6 +68,9 @@ pub struct Via {
 pub struct TableMap {
     /// Which table.
     pub table: TableRef,
+    /// One row per customer: the rows that say who the customer is
+    /// (`subject: true`). Identifiers are expanded only through these.
+    pub subject: bool,
     /// Its primary key columns.
     pub key: Vec<String>,
     /// Identifier type → the column holding it.
@@ -85,6 +88,9 @@ pub struct TableMap {
 pub struct DataMap {
     /// The customer databases, by name.
     pub databases: BTreeMap<String, DatabaseUrl>,
+    /// The databases only some tenants' requests reach (`tenants: [...]`);
+    /// a database not listed here is shared by every tenant.
+    pub tenants: BTreeMap<String, BTreeSet<String>>,
     /// The tables, in the order they are visited.
     pub tables: Vec<TableMap>,
 }
@@ -93,6 +99,13 @@ impl DataMap {
     /// The table `table` of the map.
     pub fn table(&self, table: &TableRef) -> Option<&TableMap> {
         self.tables.iter().find(|t| &t.table == table)
+    }
+
+    /// Whether requests of `tenant` may read and change `database`.
+    pub fn reaches(&self, tenant: &str, database: &str) -> bool {
+        self.tenants
+            .get(database)
+            .is_none_or(|allowed| allowed.contains(tenant))
     }
 }
 

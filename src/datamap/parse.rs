@@ -1,7 +1,7 @@
 //! Reading a data map: YAML to plain values, each table checked on its own, so
 //! an error names the table (and the column) it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,12 +16,15 @@ use crate::request::IdentifierType;
 struct RawDatabase {
     url: Option<String>,
     url_env: Option<String>,
+    tenants: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTable {
     table: String,
+    #[serde(default)]
+    subject: bool,
     key: Vec<String>,
     #[serde(rename = "match", default)]
     matches: BTreeMap<String, String>,
@@ -52,7 +55,7 @@ pub fn parse(text: &str) -> Result<DataMap, DataMapError> {
             "unknown key `{other}` (expected databases, tables)"
         )));
     }
-    let databases = databases(root.remove("databases"))?;
+    let (databases, tenants) = databases(root.remove("databases"))?;
     let Some(Value::Array(raw_tables)) = root.remove("tables") else {
         return Err(error("`tables` must be a list of tables"));
     };
@@ -72,10 +75,20 @@ pub fn parse(text: &str) -> Result<DataMap, DataMapError> {
         return Err(error("`tables` lists no table"));
     }
     let tables = visiting_order(tables)?;
-    Ok(DataMap { databases, tables })
+    Ok(DataMap {
+        databases,
+        tenants,
+        tables,
+    })
 }
 
-fn databases(raw: Option<Value>) -> Result<BTreeMap<String, DatabaseUrl>, DataMapError> {
+/// The databases by name, and those only some tenants reach.
+type Databases = (
+    BTreeMap<String, DatabaseUrl>,
+    BTreeMap<String, BTreeSet<String>>,
+);
+
+fn databases(raw: Option<Value>) -> Result<Databases, DataMapError> {
     let raw: BTreeMap<String, RawDatabase> = match raw {
         Some(raw) => serde_json::from_value(raw).map_err(|e| error(format!("databases: {e}")))?,
         None => return Err(error("`databases` is missing")),
@@ -83,20 +96,30 @@ fn databases(raw: Option<Value>) -> Result<BTreeMap<String, DatabaseUrl>, DataMa
     if raw.is_empty() {
         return Err(error("`databases` names no database"));
     }
-    raw.into_iter()
-        .map(|(name, db)| {
-            let url = match (db.url, db.url_env) {
-                (Some(url), None) => DatabaseUrl::Inline(url),
-                (None, Some(var)) => DatabaseUrl::FromEnv(var),
-                _ => {
-                    return Err(error(format!(
-                        "database {name}: give exactly one of url, url_env"
-                    )));
-                }
-            };
-            Ok((name, url))
-        })
-        .collect()
+    let mut urls = BTreeMap::new();
+    let mut tenants = BTreeMap::new();
+    for (name, db) in raw {
+        let url = match (db.url, db.url_env) {
+            (Some(url), None) => DatabaseUrl::Inline(url),
+            (None, Some(var)) => DatabaseUrl::FromEnv(var),
+            _ => {
+                return Err(error(format!(
+                    "database {name}: give exactly one of url, url_env"
+                )));
+            }
+        };
+        if let Some(listed) = db.tenants {
+            let listed: BTreeSet<String> = listed.into_iter().collect();
+            if listed.is_empty() || listed.iter().any(|t| t.trim().is_empty()) {
+                return Err(error(format!(
+                    "database {name}: `tenants` must name at least one tenant, none empty"
+                )));
+            }
+            tenants.insert(name.clone(), listed);
+        }
+        urls.insert(name, url);
+    }
+    Ok((urls, tenants))
 }
 
 /// `<database>.<table>`, the database one of the map's.
@@ -195,6 +218,11 @@ fn table(
                 "table {table}: give it `match` or `via`, not both"
             )));
         }
+        (true, Some(_)) if raw.subject => {
+            return Err(error(format!(
+                "table {table}: a subject table is found by `match`, not `via`"
+            )));
+        }
         _ => {}
     }
     let mut personal = Vec::new();
@@ -223,6 +251,7 @@ fn table(
     };
     Ok(TableMap {
         table,
+        subject: raw.subject,
         key,
         matches,
         via,

@@ -16,10 +16,10 @@ use tracing::info;
 
 use super::FulfilError;
 use super::access;
-use super::resolve::{Customer, resolve};
+use super::resolve::Customer;
 use super::runner::Runner;
 use crate::datamap::{DataMap, Forget, TableMap};
-use crate::request::RowAction;
+use crate::request::{IdentifierType, RowAction};
 use crate::store::{Claimed, Discovery, FoundRows, StoreError};
 use crate::targets::{TableChange, TableColumns};
 
@@ -27,36 +27,22 @@ use crate::targets::{TableChange, TableColumns};
 type Saving<'a> = BoxFuture<'a, Result<bool, StoreError>>;
 
 impl Runner {
-    /// The saved discovery, or a new one and whether it still has to be saved
-    /// (by `save`, before any change commits).
+    /// A new discovery of the customer's rows (each table's keys, read side
+    /// by side) with the worker's requests of the same customer; saved by
+    /// `save` before any change commits.
     async fn discover(
         &self,
         claimed: &Claimed,
-        customer: Option<&Customer>,
+        (customer, related): &(Customer, Vec<i64>),
         action: impl Fn(&TableMap) -> Option<RowAction>,
-    ) -> Result<(Discovery, bool), FulfilError> {
+    ) -> Result<Discovery, FulfilError> {
         let id = claimed.lease.request_id;
-        if let Some(saved) = self.store.discovery(id).await? {
-            return Ok((saved, false));
-        }
         let started = std::time::Instant::now();
-        let resolved;
-        let customer = match customer {
-            Some(customer) => customer,
-            None => {
-                let identifiers = self.identifiers(claimed).await?;
-                resolved = resolve(&self.map, &self.targets, identifiers).await?;
-                &resolved
-            }
-        };
-        // Each table's keys, read side by side.
-        let tables = self
-            .map
-            .tables
-            .iter()
-            .filter_map(|table| Some((table, action(table)?)));
-        let reads = tables.map(|(table, action)| async move {
-            let selection = &customer.selections[&table.table];
+        let tables = self.map.tables.iter().filter_map(|table| {
+            let selection = customer.selections.get(&table.table)?;
+            Some((table, selection, action(table)?))
+        });
+        let reads = tables.map(|(table, selection, action)| async move {
             Ok::<_, FulfilError>(FoundRows {
                 database: table.table.database.clone(),
                 table: table.table.table.clone(),
@@ -65,26 +51,34 @@ impl Runner {
             })
         });
         let rows = futures_util::future::try_join_all(reads).await?;
-        let indexes: Vec<String> = customer
-            .identifiers
-            .iter()
-            .map(|(kind, value)| self.keys.blind_index(kind.as_str(), value))
-            .collect();
-        let mut related = self
-            .store
-            .requests_of_customer(&claimed.tenant, &indexes)
-            .await?;
-        if !related.contains(&id) {
-            related.push(id);
-        }
         let found: usize = rows.iter().map(|r| r.keys.len()).sum();
         info!(request = id, rows = found, took = ?started.elapsed(), "discovery found");
-        let discovery = Discovery {
-            related,
+        Ok(Discovery {
+            related: related.clone(),
             rows,
             done: Default::default(),
+        })
+    }
+
+    /// The saved discovery, or `None` with the customer resolved for a new
+    /// one. The customer is also resolved when a saved discovery still has
+    /// databases to change, for their verification; not once every change
+    /// is done (the forget may have shredded the identifiers since).
+    async fn saved_or_customer(
+        &self,
+        claimed: &Claimed,
+    ) -> Result<(Option<Discovery>, Option<(Customer, Vec<i64>)>), FulfilError> {
+        let saved = self.store.discovery(claimed.lease.request_id).await?;
+        let pending = saved.as_ref().is_none_or(|d| {
+            d.rows
+                .iter()
+                .any(|r| !r.keys.is_empty() && !d.done.contains(&r.database))
+        });
+        let customer = match pending {
+            true => Some(self.customer(claimed).await?),
+            false => None,
         };
-        Ok((discovery, true))
+        Ok((saved, customer))
     }
 
     /// Saves a new discovery; false when the lease is lost.
@@ -108,71 +102,91 @@ impl Runner {
     /// committed once the lease is confirmed. A new discovery is saved while
     /// the first database's rows change, and that change commits only once the
     /// save has: until then nothing is changed for anyone but this transaction.
+    /// With `verify` (a forget), each database the tenant reaches is selected
+    /// again once committed, and is done only when none of the customer's
+    /// rows remain; returns those databases.
     async fn apply(
         &self,
         claimed: &Claimed,
         discovery: &Discovery,
         mut saving: Option<Saving<'_>>,
-    ) -> Result<(), FulfilError> {
+        verify: Option<&Customer>,
+    ) -> Result<Vec<String>, FulfilError> {
         let tenant = claimed.tenant.clone();
         let keys = self.keys.clone();
-        let pseudonym =
-            move |value: &str, max_len: Option<usize>| keys.pseudonym(&tenant, value, max_len);
+        let pseudonym = move |kind: Option<IdentifierType>, value: &str| {
+            let normalized = kind.and_then(|k| k.normalize(value));
+            keys.pseudonym(&tenant, normalized.as_deref().unwrap_or(value))
+        };
         let lease = &claimed.lease;
         let saved = |saved: Result<bool, StoreError>| match saved {
             Ok(true) => Ok(()),
             Ok(false) => Err(FulfilError::LostLease),
             Err(e) => Err(FulfilError::from(e)),
         };
-        for database in self.map.databases.keys() {
+        let mut verified = Vec::new();
+        let reached = self.map.databases.keys();
+        for database in reached.filter(|db| self.map.reaches(&claimed.tenant, db)) {
             if discovery.done.contains(database) {
+                verified.push(database.clone());
                 continue;
             }
             let started = std::time::Instant::now();
             let changes = table_changes(&self.map, &self.columns, database, discovery.rows.iter());
-            if changes.is_empty() {
-                continue;
-            }
-            let change = self.targets.change(database, &changes, &pseudonym);
-            let changed = match saving.take() {
-                Some(save) => {
-                    let (changed, save) = tokio::join!(change, save);
-                    saved(save)?;
-                    changed?
+            if !changes.is_empty() {
+                let change = self.targets.change(database, &changes, &pseudonym);
+                let changed = match saving.take() {
+                    Some(save) => {
+                        let (changed, save) = tokio::join!(change, save);
+                        saved(save)?;
+                        changed?
+                    }
+                    None => change.await?,
+                };
+                saved(self.store.heartbeat(lease, self.lease_until()).await)?;
+                let affected = changed.commit().await?;
+                for (change, count) in changes.iter().zip(affected) {
+                    super::observe::rewritten(change.action, count);
                 }
-                None => change.await?,
-            };
-            saved(self.store.heartbeat(lease, self.lease_until()).await)?;
-            let affected = changed.commit().await?;
-            for (change, count) in changes.iter().zip(affected) {
-                super::observe::rewritten(change.action, count);
             }
-            saved(
-                self.store
-                    .mark_done(lease, self.lease_until(), database)
-                    .await,
-            )?;
-            let id = lease.request_id;
-            info!(request = id, database, took = ?started.elapsed(), "database changed");
+            if let Some(customer) = verify {
+                super::verify::no_residue(self, database, discovery, customer).await?;
+                verified.push(database.clone());
+            }
+            if !changes.is_empty() {
+                saved(
+                    self.store
+                        .mark_done(lease, self.lease_until(), database)
+                        .await,
+                )?;
+                let id = lease.request_id;
+                info!(request = id, database, took = ?started.elapsed(), "database changed");
+            }
         }
         if let Some(save) = saving {
             saved(save.await)?;
         }
-        Ok(())
+        Ok(verified)
     }
 
-    /// Forget: discovery, the changes, the archives, the worker's own copies.
+    /// Forget: discovery, the changes (verified), the archives, the worker's
+    /// own copies.
     pub(super) async fn forget(&self, claimed: &Claimed) -> Result<Value, FulfilError> {
-        let (discovery, new) = self
-            .discover(claimed, None, |table| {
-                Some(match table.forget {
-                    Forget::Delete => RowAction::Delete,
-                    Forget::Anonymize => RowAction::Anonymize,
-                })
+        let (saved, customer) = self.saved_or_customer(claimed).await?;
+        let action = |table: &TableMap| {
+            Some(match table.forget {
+                Forget::Delete => RowAction::Delete,
+                Forget::Anonymize => RowAction::Anonymize,
             })
-            .await?;
+        };
+        let (discovery, new) = match (saved, &customer) {
+            (Some(saved), _) => (saved, false),
+            (None, Some(found)) => (self.discover(claimed, found, action).await?, true),
+            (None, None) => unreachable!("a customer is resolved when nothing is saved"),
+        };
         let saving = new.then(|| self.save(claimed, &discovery));
-        self.apply(claimed, &discovery, saving).await?;
+        let verify = customer.as_ref().map(|(c, _)| c);
+        let verified = self.apply(claimed, &discovery, saving, verify).await?;
         let started = std::time::Instant::now();
         for id in &discovery.related {
             self.exports
@@ -189,11 +203,19 @@ impl Runner {
         }
         let id = claimed.lease.request_id;
         info!(request = id, took = ?started.elapsed(), "archives deleted, own copies destroyed");
-        Ok(json!({
+        let verified: serde_json::Map<String, Value> = verified
+            .into_iter()
+            .map(|db| (db, Value::Bool(true)))
+            .collect();
+        let result = json!({
             "deleted": counts(&discovery, RowAction::Delete),
             "anonymized": counts(&discovery, RowAction::Anonymize),
             "requestsErased": discovery.related.len(),
-        }))
+            "verified": verified,
+        });
+        let rows = discovery.rows.iter().map(|r| r.keys.len() as u64).sum();
+        let customer = customer.map(|(c, _)| c).unwrap_or_default();
+        Ok(super::runner::found(result, &customer, rows))
     }
 
     /// Pseudonymization: the export as the values were, then the pseudonyms.
@@ -208,17 +230,22 @@ impl Runner {
         // that does not answer must not pass for "not yet" (the rows may be
         // pseudonyms already).
         let exported = self.store.request_summary(id).await?.and_then(|s| s.result);
-        let ((discovery, new), mut result) = match exported
-            .and_then(|r| serde_json::from_str(&r).ok())
-        {
-            Some(result) => (self.discover(claimed, None, pseudonymized).await?, result),
-            None => {
-                let identifiers = self.identifiers(claimed).await?;
-                let customer = resolve(&self.map, &self.targets, identifiers).await?;
-                let discovery = self
-                    .discover(claimed, Some(&customer), pseudonymized)
-                    .await?;
-                let result = self.export(claimed, &customer).await?.to_json();
+        let exported: Option<Value> = exported.and_then(|r| serde_json::from_str(&r).ok());
+        let (saved, customer) = match &exported {
+            Some(_) => self.saved_or_customer(claimed).await?,
+            None => (None, Some(self.customer(claimed).await?)),
+        };
+        let (discovery, new) = match (saved, &customer) {
+            (Some(saved), _) => (saved, false),
+            (None, Some(found)) => (self.discover(claimed, found, pseudonymized).await?, true),
+            (None, None) => unreachable!("a customer is resolved when nothing is saved"),
+        };
+        let mut result = match (exported, &customer) {
+            (Some(result), _) => result,
+            (None, Some((customer, _))) => {
+                let exported = self.export(claimed, customer).await?;
+                let rows = exported.total_rows();
+                let result = super::runner::found(exported.to_json(), customer, rows);
                 let saved = self
                     .store
                     .save_partial_result(&claimed.lease, self.lease_until(), &result.to_string())
@@ -226,11 +253,12 @@ impl Runner {
                 if !saved {
                     return Err(FulfilError::LostLease);
                 }
-                (discovery, result)
+                result
             }
+            (None, None) => unreachable!("resolved when not exported"),
         };
         let saving = new.then(|| self.save(claimed, &discovery));
-        self.apply(claimed, &discovery, saving).await?;
+        self.apply(claimed, &discovery, saving, None).await?;
         result["pseudonymized"] = counts(&discovery, RowAction::Pseudonymize);
         Ok(result)
     }

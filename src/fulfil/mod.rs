@@ -11,14 +11,16 @@ mod exports;
 mod observe;
 mod resolve;
 mod runner;
+mod verify;
 
 use thiserror::Error;
 
 pub use erasure::table_changes;
 pub use exports::Exports;
-pub use resolve::{Customer, normalize, resolve};
+pub use resolve::{Asked, Customer, Lookups, ResolveError, resolve};
 pub use runner::{FulfilSettings, Ran, Runner};
 
+use crate::request::FailureCode;
 use crate::store::StoreError;
 use crate::targets::TargetError;
 
@@ -44,6 +46,27 @@ pub enum FulfilError {
     /// The lease was lost: another instance has the request now.
     #[error("the lease was lost")]
     LostLease,
+    /// The request cannot be fulfilled as it stands (its identifier is
+    /// ambiguous, rows remained after an erasure): an operator looks.
+    #[error("{code}: {what}")]
+    Refused {
+        /// For a machine.
+        code: FailureCode,
+        /// What, naming tables and counts, never values.
+        what: String,
+    },
+}
+
+impl From<ResolveError> for FulfilError {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::Target(e) => Self::Target(e),
+            ambiguous @ ResolveError::Ambiguous { .. } => Self::Refused {
+                code: FailureCode::AmbiguousIdentifier,
+                what: format!("{ambiguous}; nothing was changed"),
+            },
+        }
+    }
 }
 
 impl FulfilError {
@@ -53,7 +76,7 @@ impl FulfilError {
             Self::Target(e) => e.is_transient(),
             Self::Store(e) => e.is_transient(),
             Self::Archive(_) | Self::Storage(_) | Self::LostLease => true,
-            Self::Request(_) => false,
+            Self::Request(_) | Self::Refused { .. } => false,
         }
     }
 

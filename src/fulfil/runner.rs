@@ -4,6 +4,7 @@
 //! when its attempts are spent. [`Runner::try_execute_task`] does one claim and
 //! returns what happened, so tests can drive the runner step by step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +17,11 @@ use super::FulfilError;
 use super::access;
 use super::exports::Exports;
 use super::observe;
-use super::resolve::{Customer, resolve};
+use super::resolve::{Asked, Customer, Lookups, resolve};
 use crate::crypto::{IDENTIFIER_CONTEXT, Keys, PERSONAL_CONTEXT};
-use crate::datamap::DataMap;
+use crate::datamap::{DataMap, TableRef};
 use crate::request::{Flow, IdentifierType, RequestKind};
-use crate::store::{Claimed, Store, StoreError, Timing};
+use crate::store::{Claimed, RelatedRequest, Store, StoreError, Timing};
 use crate::targets::{TableColumns, Targets};
 
 /// How fulfilment is timed.
@@ -184,9 +185,9 @@ impl Runner {
             RequestKind::Forget => self.forget(claimed).await,
             RequestKind::Access if claimed.pseudonymize => self.pseudonymize(claimed).await,
             RequestKind::Access => {
-                let identifiers = self.identifiers(claimed).await?;
-                let customer = resolve(&self.map, &self.targets, identifiers).await?;
-                Ok(self.export(claimed, &customer).await?.to_json())
+                let (customer, _) = self.customer(claimed).await?;
+                let exported = self.export(claimed, &customer).await?;
+                Ok(found(exported.to_json(), &customer, exported.total_rows()))
             }
         }
     }
@@ -215,12 +216,10 @@ impl Runner {
         Ok(result)
     }
 
-    /// The request's identifiers: the one it names, and for an LCM request the
-    /// non-empty phone numbers and e-mail addresses the agent sent.
-    pub(super) async fn identifiers(
-        &self,
-        claimed: &Claimed,
-    ) -> Result<Vec<(IdentifierType, String)>, FulfilError> {
+    /// What the request says of its customer: the identifier it names, and
+    /// for an LCM request the non-empty phone numbers and e-mail addresses
+    /// the agent sent, as contact details.
+    async fn asked(&self, claimed: &Claimed) -> Result<Asked, FulfilError> {
         let unreadable = |what: &str| FulfilError::Request(format!("its {what} does not decrypt"));
         let (kind, sealed) = &claimed.identifier;
         let value = self
@@ -228,7 +227,10 @@ impl Runner {
             .open(IDENTIFIER_CONTEXT, sealed)
             .map_err(|_| unreadable("identifier"))?;
         let value = String::from_utf8(value).map_err(|_| unreadable("identifier"))?;
-        let mut identifiers = vec![(*kind, value)];
+        let mut asked = Asked {
+            own: vec![(*kind, value)],
+            contacts: Vec::new(),
+        };
         if claimed.flow == Flow::Lcm {
             let detail = self.store.sealed_detail(claimed.lease.request_id).await?;
             for (_, _, personal) in detail.iter().flat_map(|d| &d.messages) {
@@ -247,13 +249,105 @@ impl Runner {
                 ];
                 for (field, kind) in pairs {
                     if let Some(value) = fields[field].as_str().filter(|v| !v.trim().is_empty()) {
-                        identifiers.push((kind, value.to_owned()));
+                        asked.contacts.push((kind, value.to_owned()));
                     }
                 }
             }
         }
-        Ok(identifiers)
+        Ok(asked)
     }
+
+    /// The request's customer, and the worker's requests of the same
+    /// customer in every tenant that reaches a database the request does
+    /// (the request itself included). Rows an earlier pseudonymization of
+    /// the customer saved are the customer's too, so the customer is
+    /// resolved a second time when there was one.
+    pub(super) async fn customer(
+        &self,
+        claimed: &Claimed,
+    ) -> Result<(Customer, Vec<i64>), FulfilError> {
+        let id = claimed.lease.request_id;
+        let asked = self.asked(claimed).await?;
+        let tenants = self.store.pseudonymizing_tenants().await?;
+        let keys = &self.keys;
+        let pseudonyms = |_: IdentifierType, value: &str| -> Vec<String> {
+            tenants
+                .iter()
+                .filter_map(|t| keys.pseudonym(t, value))
+                .collect()
+        };
+        let none = BTreeMap::new();
+        let lookups = Lookups {
+            tenant: &claimed.tenant,
+            pseudonyms: &pseudonyms,
+            earlier: &none,
+        };
+        let mut customer = resolve(&self.map, &self.targets, &asked, &lookups).await?;
+        let mut earlier = BTreeMap::new();
+        let related = self.related(claimed, &customer).await?;
+        for other in related.iter().filter(|r| r.pseudonymize && r.id != id) {
+            let Some(saved) = self.store.discovery(other.id).await? else {
+                continue;
+            };
+            for rows in saved.rows {
+                let table = TableRef {
+                    database: rows.database,
+                    table: rows.table,
+                };
+                earlier
+                    .entry(table)
+                    .or_insert_with(Vec::new)
+                    .extend(rows.keys);
+            }
+        }
+        if !earlier.is_empty() {
+            let lookups = Lookups {
+                earlier: &earlier,
+                ..lookups
+            };
+            customer = resolve(&self.map, &self.targets, &asked, &lookups).await?;
+        }
+        let mut ids: Vec<i64> = self
+            .related(claimed, &customer)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        Ok((customer, ids))
+    }
+
+    /// The worker's requests of the customer, by the blind indexes of the
+    /// customer's identifiers, of the tenants that share a database with
+    /// the request's.
+    async fn related(
+        &self,
+        claimed: &Claimed,
+        customer: &Customer,
+    ) -> Result<Vec<RelatedRequest>, FulfilError> {
+        let indexes: Vec<String> = customer
+            .plain_identifiers()
+            .map(|(kind, value)| self.keys.blind_index(kind.as_str(), value))
+            .collect();
+        let map = &self.map;
+        let shares = |tenant: &str| {
+            map.databases
+                .keys()
+                .any(|db| map.reaches(&claimed.tenant, db) && map.reaches(tenant, db))
+        };
+        let found = self.store.requests_of_customer(&indexes).await?;
+        Ok(found.into_iter().filter(|r| shares(&r.tenant)).collect())
+    }
+}
+
+/// A result with `found` (whether any row of the customer was found) and
+/// `skipped` (rows reached only through a shared identifier, per table).
+pub(super) fn found(mut result: Value, customer: &Customer, rows: u64) -> Value {
+    result["found"] = Value::Bool(rows > 0);
+    result["skipped"] = customer.skipped_json();
+    result
 }
 
 fn delta(duration: Duration) -> TimeDelta {

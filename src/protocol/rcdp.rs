@@ -55,6 +55,17 @@ pub fn normalize(kind: IdentifierType, value: &str) -> Result<String, &'static s
     }
 }
 
+impl RcdpRequest {
+    /// What the audit trail records of a register or revoke: no value.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "reqType": self.kind.as_str(),
+            "reqParam": self.identifier.kind.as_str(),
+            "reqSource": self.source,
+        })
+    }
+}
+
 /// Who a request is about. `Debug` hides the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Identifier {

@@ -42,6 +42,17 @@ pub struct Discovery {
     pub done: BTreeSet<String>,
 }
 
+/// One of the worker's requests of the same customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedRequest {
+    /// Its id.
+    pub id: i64,
+    /// Its tenant.
+    pub tenant: String,
+    /// An LCM request with IsPseudonymize.
+    pub pseudonymize: bool,
+}
+
 /// Entries of the erasure ledger: rows of one table a request changed.
 #[derive(Debug, Clone)]
 pub struct LedgerEntry {
@@ -135,24 +146,39 @@ impl Store {
         Ok(held.then_some(tx))
     }
 
-    /// The worker's requests of a tenant's customer, by the blind indexes of
-    /// the customer's identifiers.
+    /// The worker's requests of a customer, in every tenant, by the blind
+    /// indexes of the customer's identifiers: id, tenant, and whether it is
+    /// a pseudonymization.
     pub async fn requests_of_customer(
         &self,
-        tenant: &str,
         indexes: &[String],
-    ) -> Result<Vec<i64>, StoreError> {
-        let mut ids = Vec::new();
+    ) -> Result<Vec<RelatedRequest>, StoreError> {
+        let mut found = Vec::new();
         for index in indexes {
-            const SQL: &str =
-                "SELECT id FROM privacy_requests WHERE tenant = $1 AND identifier_index = $2";
-            let found: Vec<i64> = on_pool!(self, pool =>
-                sqlx::query_scalar(SQL).bind(tenant).bind(index).fetch_all(pool).await?);
-            ids.extend(found);
+            const SQL: &str = "SELECT id, tenant, pseudonymize FROM privacy_requests \
+                WHERE identifier_index = $1";
+            let rows: Vec<(i64, String, bool)> = on_pool!(self, pool =>
+                sqlx::query_as(SQL).bind(index).fetch_all(pool).await?);
+            found.extend(
+                rows.into_iter()
+                    .map(|(id, tenant, pseudonymize)| RelatedRequest {
+                        id,
+                        tenant,
+                        pseudonymize,
+                    }),
+            );
         }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        found.sort_unstable_by_key(|r| r.id);
+        found.dedup_by_key(|r| r.id);
+        Ok(found)
+    }
+
+    /// The tenants whose requests have pseudonymized a customer (pseudonyms
+    /// are per tenant: an identifier is looked for as each one's pseudonym).
+    pub async fn pseudonymizing_tenants(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT tenant FROM privacy_requests WHERE pseudonymize \
+            ORDER BY tenant";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(SQL).fetch_all(pool).await?))
     }
 
     /// Saves a discovery; false when the lease is lost (nothing saved).

@@ -29,7 +29,7 @@ mod tx;
 use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
-pub use erasure::{Discovery, FoundRows, LedgerEntry};
+pub use erasure::{Discovery, FoundRows, LedgerEntry, RelatedRequest};
 pub use error::StoreError;
 pub use gauges::StoreGauges;
 pub use jobs::{Claimed, Lease, StatusChange, Timing};

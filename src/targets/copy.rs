@@ -11,7 +11,7 @@
 
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::rows::{Mark, quoted, where_clause};
+use super::select::{Mark, quoted, where_clause};
 use super::{Pool, TargetError, Targets, classify};
 use crate::datamap::TableMap;
 use crate::targets::Selection;
@@ -56,13 +56,8 @@ impl Targets {
         };
         let database = table.table.database.as_str();
         let statement = (|| {
-            let via_type = self.via_types.get(&table.table).map(String::as_str);
-            let clause = where_clause(
-                table,
-                selection,
-                (target, via_type),
-                Mark::Literal(&literal),
-            )?;
+            let typed = self.typed(&table.table)?;
+            let clause = where_clause(table, selection, typed, Mark::Literal(&literal))?;
             let selected: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
             let keys: Vec<String> = table.key.iter().map(|k| quoted(k)).collect();
             Ok::<_, TargetError>(format!(

@@ -11,7 +11,7 @@
 
 use super::binds::Bind;
 use super::rewrite::{Pseudonyms, Rewrite};
-use super::rows::quoted;
+use super::select::quoted;
 use super::tx::{ChangeError, Tx};
 use super::{Pool, TableColumns, TargetError, Targets, classify};
 use crate::datamap::TableMap;

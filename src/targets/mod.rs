@@ -10,14 +10,16 @@ mod copy;
 mod erase;
 mod rewrite;
 mod rows;
+mod select;
 mod tx;
 
 pub use copy::CsvPiece;
 pub use erase::{Changed, TableChange};
 pub use rewrite::Pseudonyms;
-pub use rows::{Cells, Read, Selection};
+pub use rows::{Cells, Read};
+pub use select::{Probe, Selection};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{PgPool, SqlitePool};
 use thiserror::Error;
@@ -77,10 +79,14 @@ enum Pool {
 #[derive(Debug, Clone)]
 pub struct Targets {
     pools: BTreeMap<String, Pool>,
+    /// The PostgreSQL databases that have the ICU root collation.
+    icu: BTreeSet<String>,
     /// The PostgreSQL type of each via column that has the type of the column
     /// it points at (in PostgreSQL too): those are compared in their own type,
     /// which lets their index serve; the others as text.
     via_types: BTreeMap<TableRef, String>,
+    /// The PostgreSQL type of each one-column key (keys are compared in it).
+    key_types: BTreeMap<TableRef, String>,
 }
 
 /// What a table of the map holds, as found in its database.
@@ -145,6 +151,13 @@ impl Targets {
             for name in &table.personal {
                 let column = described.iter().find(|c| &c.name == name).expect("checked");
                 rewritable(table, column)?;
+            }
+            if let ([key], Some(Pool::Postgres(_))) =
+                (table.key.as_slice(), self.pools.get(&table.table.database))
+            {
+                let column = described.iter().find(|c| &c.name == key).expect("checked");
+                self.key_types
+                    .insert(table.table.clone(), column.sql_type.clone());
             }
             found.push(TableColumns {
                 table: table.table.clone(),
@@ -223,6 +236,21 @@ impl Targets {
                 max_len: max_len.and_then(|n| usize::try_from(n).ok()),
             })
             .collect())
+    }
+
+    /// What a WHERE clause on `table` needs to know of its database.
+    fn typed(&self, table: &TableRef) -> Result<select::Typed<'_>, TargetError> {
+        let dialect = match self.pool(&table.database)? {
+            Pool::Postgres(_) => select::Dialect::Postgres {
+                icu: self.icu.contains(&table.database),
+            },
+            Pool::Sqlite(_) => select::Dialect::Sqlite,
+        };
+        Ok(select::Typed {
+            dialect,
+            via: self.via_types.get(table).map(String::as_str),
+            key: self.key_types.get(table).map(String::as_str),
+        })
     }
 
     fn pool(&self, database: &str) -> Result<&Pool, TargetError> {

@@ -14,18 +14,18 @@ use std::collections::HashMap;
 
 use super::TableColumns;
 use super::binds::Bind;
-use super::rows::quoted;
+use super::select::quoted;
 use super::tx::{ChangeError, Tx};
 use crate::datamap::TableMap;
-use crate::request::RowAction;
+use crate::request::{IdentifierType, RowAction};
 
-/// Makes a pseudonym of a value for a column of at most so many characters.
-pub type Pseudonyms<'a> = &'a (dyn Fn(&str, Option<usize>) -> Option<String> + Sync);
+/// Makes a pseudonym of a value of a column holding identifiers of this type
+/// (normalized first), or of another personal column (as it is).
+pub type Pseudonyms<'a> = &'a (dyn Fn(Option<IdentifierType>, &str) -> Option<String> + Sync);
 
 /// What an anonymization or a pseudonymization writes over a table's rows.
 pub(super) struct Rewrite<'a> {
     table: &'a TableMap,
-    columns: &'a TableColumns,
     /// The personal columns given a pseudonym: every text column when
     /// pseudonymizing; when anonymizing, those that may not be NULL.
     pseudonymized: Vec<&'a String>,
@@ -57,7 +57,6 @@ impl<'a> Rewrite<'a> {
             .collect();
         Self {
             table,
-            columns,
             pseudonymized,
             nulled,
             pseudonym,
@@ -88,9 +87,10 @@ impl<'a> Rewrite<'a> {
         }
     }
 
-    /// The longest text `column` holds, if the database says.
-    fn max_len(&self, column: &str) -> Option<usize> {
-        self.columns.column(column).and_then(|c| c.max_len)
+    /// The type of identifier `column` holds, when it is a match column.
+    fn kind(&self, column: &str) -> Option<IdentifierType> {
+        let matches = &self.table.matches;
+        matches.iter().find(|(_, c)| *c == column).map(|(k, _)| *k)
     }
 
     /// PostgreSQL: by a map from each distinct value to its pseudonym.
@@ -113,8 +113,7 @@ impl<'a> Rewrite<'a> {
                 .flatten()
                 .flatten()
             {
-                let made =
-                    (self.pseudonym)(&value, self.max_len(column)).ok_or(ChangeError::NoKey)?;
+                let made = (self.pseudonym)(self.kind(column), &value).ok_or(ChangeError::NoKey)?;
                 map.insert(value, serde_json::Value::String(made));
             }
             binds.push(Bind::One(Some(serde_json::Value::Object(map).to_string())));
@@ -168,8 +167,8 @@ impl<'a> Rewrite<'a> {
                     Some(v) => Some(match made[i].get(v) {
                         Some(p) => p.clone(),
                         None => {
-                            let p = (self.pseudonym)(v, self.max_len(column))
-                                .ok_or(ChangeError::NoKey)?;
+                            let p =
+                                (self.pseudonym)(self.kind(column), v).ok_or(ChangeError::NoKey)?;
                             made[i].insert(v, p.clone());
                             p
                         }

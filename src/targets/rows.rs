@@ -1,143 +1,17 @@
-//! Reading a customer's rows: which rows of a table are the customer's (by the
-//! identifiers its match columns hold, or by the values its via column points
-//! at), the identifiers those rows hold, and the rows themselves as a stream of
-//! text cells. Names are the data map's (checked plain identifiers), quoted;
-//! every value is bound.
+//! Reading a customer's rows (a [`Selection`]): their distinct values, their
+//! keys, and the rows themselves as a stream of text cells. Names are the data
+//! map's (checked), quoted; every value is bound.
 
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::Row;
 
 use super::binds::{Bind, postgres_query, sqlite_query};
+use super::select::{Mark, Selection, quoted, where_clause};
 use super::{Pool, TargetError, Targets, classify};
 use crate::datamap::TableMap;
-use crate::request::IdentifierType;
-
-/// Which rows of a table are the customer's.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    /// Rows whose match columns hold one of these identifiers (normalized).
-    Matching(Vec<(IdentifierType, String)>),
-    /// Rows whose via column holds one of these values (as text).
-    Via(Vec<String>),
-}
 
 /// A row as text cells, `None` for NULL.
 pub type Cells = Vec<Option<String>>;
-
-pub(super) fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
-}
-
-/// The SQL expression that compares a column holding an identifier of `kind`
-/// the way the request's identifiers are normalized: e-mail in lower case, a
-/// mobile number by its digits.
-fn normalized(kind: IdentifierType, column: &str, pool: &Pool) -> String {
-    let column = quoted(column);
-    match kind {
-        IdentifierType::Email => format!("lower(CAST({column} AS TEXT))"),
-        IdentifierType::Mobile => match pool {
-            Pool::Postgres(_) => {
-                format!("regexp_replace(CAST({column} AS TEXT), '[^0-9]', '', 'g')")
-            }
-            Pool::Sqlite(_) => {
-                let mut expr = format!("CAST({column} AS TEXT)");
-                for c in [" ", "+", "-", ".", "(", ")", "/"] {
-                    expr = format!("replace({expr}, '{c}', '')");
-                }
-                expr
-            }
-        },
-        _ => format!("trim(CAST({column} AS TEXT))"),
-    }
-}
-
-/// How a WHERE clause carries its values.
-pub(super) enum Mark<'a> {
-    /// As bind parameters, numbered from `$1` (every statement but `COPY`).
-    Bind,
-    /// Written as literals by this function (`COPY`, which takes no parameters).
-    Literal(&'a dyn Fn(&str) -> Result<String, TargetError>),
-}
-
-/// The WHERE clause of a selection and the values to bind to it.
-pub(super) fn where_clause(
-    table: &TableMap,
-    selection: &Selection,
-    (pool, via_type): (&Pool, Option<&str>),
-    mark: Mark<'_>,
-) -> Result<(String, Vec<Bind>), TargetError> {
-    let mut values = Vec::new();
-    let mut placeholders = |items: &mut dyn Iterator<Item = &String>| {
-        let marks = items
-            .map(|v| match &mark {
-                Mark::Bind => {
-                    values.push(Bind::One(Some(v.clone())));
-                    Ok(format!("${}", values.len()))
-                }
-                Mark::Literal(literal) => literal(v),
-            })
-            .collect::<Result<Vec<String>, TargetError>>()?;
-        Ok::<_, TargetError>(marks.join(", "))
-    };
-    let mut clauses = Vec::new();
-    match selection {
-        Selection::Matching(identifiers) => {
-            for (kind, column) in &table.matches {
-                let mut of_kind = identifiers
-                    .iter()
-                    .filter(|(k, _)| k == kind)
-                    .map(|(_, v)| v)
-                    .peekable();
-                if of_kind.peek().is_none() {
-                    continue;
-                }
-                let marks = placeholders(&mut of_kind)?;
-                clauses.push(format!("{} IN ({marks})", normalized(*kind, column, pool)));
-            }
-        }
-        Selection::Via(targets) if !targets.is_empty() => {
-            let via = table
-                .via
-                .as_ref()
-                .expect("a via selection is for a via table");
-            let column = quoted(&via.column);
-            match (via_type, &mark) {
-                // In its own type, as one array: the index serves, and there
-                // is no limit on how many values.
-                (Some(sql_type), Mark::Bind) => {
-                    values.push(Bind::Many(targets.iter().cloned().map(Some).collect()));
-                    let n = values.len();
-                    clauses.push(format!(
-                        "{column} = ANY(CAST(${n} AS {}[]))",
-                        quoted(sql_type)
-                    ));
-                }
-                (Some(sql_type), Mark::Literal(literal)) => {
-                    let items = targets
-                        .iter()
-                        .map(|v| literal(v))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    clauses.push(format!(
-                        "{column} = ANY(CAST(ARRAY[{}] AS {}[]))",
-                        items.join(", "),
-                        quoted(sql_type)
-                    ));
-                }
-                (None, _) => {
-                    let marks = placeholders(&mut targets.iter())?;
-                    clauses.push(format!("CAST({column} AS TEXT) IN ({marks})"));
-                }
-            }
-        }
-        Selection::Via(_) => {}
-    }
-    let clause = if clauses.is_empty() {
-        "1 = 0".to_owned()
-    } else {
-        clauses.join(" OR ")
-    };
-    Ok((clause, values))
-}
 
 /// How selected rows are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,8 +52,8 @@ impl Targets {
         // primary key; NULL is kept as the empty text it compares with.
         let target = self.pool(&table.table.database)?;
         if let Pool::Postgres(pool) = target {
-            let via_type = self.via_types.get(&table.table).map(String::as_str);
-            let (clause, values) = where_clause(table, selection, (target, via_type), Mark::Bind)?;
+            let typed = self.typed(&table.table)?;
+            let (clause, values) = where_clause(table, selection, typed, Mark::Bind)?;
             let aggregates: Vec<String> = key
                 .iter()
                 .map(|c| format!("array_agg(CAST({} AS TEXT))", quoted(c)))
@@ -234,8 +108,10 @@ impl Targets {
             Ok(pool) => pool,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        let via_type = self.via_types.get(&table.table).map(String::as_str);
-        let (clause, values) = match where_clause(table, selection, (pool, via_type), Mark::Bind) {
+        let clause = self
+            .typed(&table.table)
+            .and_then(|typed| where_clause(table, selection, typed, Mark::Bind));
+        let (clause, values) = match clause {
             Ok(clause) => clause,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
