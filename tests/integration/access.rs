@@ -23,7 +23,7 @@ use crate::on_both_backends;
 on_both_backends!(access_requests_are_exported_as_one_zip_of_the_customer_s_rows);
 
 /// The files of an archive, by name.
-fn unzip(path: &Path) -> BTreeMap<String, String> {
+pub fn unzip(path: &Path) -> BTreeMap<String, String> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut zip = zip::ZipArchive::new(file).expect("a ZIP file");
     let mut files = BTreeMap::new();

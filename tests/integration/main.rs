@@ -14,6 +14,7 @@ mod forget;
 mod fulfilment;
 mod helpers;
 mod idempotency;
+mod identity;
 mod intake;
 mod jobs;
 mod keys;
