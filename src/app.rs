@@ -219,6 +219,14 @@ async fn check_datamap(settings: &WorkerSettings) -> Result<Option<Checked>, Fat
         info!("no data map (PRIVACY_DATAMAP): requests are taken and answered, none is fulfilled");
         return Ok(None);
     };
+    if settings.intake.tenants.is_empty() {
+        // Any tenant_hash is then accepted, and a forget shreds the customer's
+        // copies in every tenant sharing the customer databases.
+        warn!(
+            "a data map is loaded and PRIVACY_TENANTS is unset: RCDP requests of any tenant_hash \
+             reach the customer databases; list the tenants to refuse the others"
+        );
+    }
     match check::connect_and_check(path).await {
         Ok(checked) => {
             let map = &checked.0;
