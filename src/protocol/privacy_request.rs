@@ -249,13 +249,15 @@ pub fn is_well_formed_phone(text: &str) -> bool {
             .all(|group| !group.is_empty() && group.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The JSON Schema `email` format, checked by the same library that checks the
+/// The JSON Schema `idn-email` format (RFC 6531: UTF-8 in the local part and
+/// the domain), one `@` between non-empty parts and no whitespace (the
+/// library alone lets an empty local part through), checked by the same library that checks the
 /// schema, so the worker and `schemas/` cannot disagree about addresses.
 pub fn is_well_formed_email(text: &str) -> bool {
     static EMAIL: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
         jsonschema::options()
             .should_validate_formats(true)
-            .build(&serde_json::json!({"type": "string", "format": "email"}))
+            .build(&serde_json::json!({"type": "string", "format": "idn-email", "pattern": "^[^\\s@]+@[^\\s@]+$"}))
             .expect("the e-mail format schema is valid")
     });
     EMAIL.is_valid(&Value::String(text.to_owned()))
@@ -280,6 +282,12 @@ mod tests {
     #[test]
     fn email_addresses_are_checked_by_the_schema_format() {
         assert!(is_well_formed_email("john.smith@example.com"));
+        // RFC 6531: UTF-8 in the local part and the domain.
+        assert!(is_well_formed_email("josé.núñez@correo.es"));
+        assert!(is_well_formed_email("用户@例子.广告"));
+        assert!(is_well_formed_email("ÉLODIE.DUPONT@EXEMPLE.FR"));
+        assert!(!is_well_formed_email("josé núñez@correo.es"));
+        assert!(!is_well_formed_email("@例子.广告"));
         assert!(!is_well_formed_email("john.smith"));
         assert!(!is_well_formed_email("john@@example.com"));
     }

@@ -343,10 +343,17 @@ async fn nothing_found_is_said_and_a_database_of_other_tenants_is_never_read() {
     let map = demo.inline_datamap(&demo.crm_url, |m| {
         m.replace(
             &format!("url: \"sqlite://{}\" }}", demo.dialer.display()),
-            &format!("url: \"sqlite://{}\", tenants: [t2] }}", demo.dialer.display()),
+            &format!(
+                "url: \"sqlite://{}\", tenants: [t2] }}",
+                demo.dialer.display()
+            ),
         )
     });
-    assert!(std::fs::read_to_string(&map).unwrap().contains("tenants: [t2]"));
+    assert!(
+        std::fs::read_to_string(&map)
+            .unwrap()
+            .contains("tenants: [t2]")
+    );
     let (app, exports) = exporting(Backend::Sqlite, &map).await;
     let mut rcdp = Rcdp::new(&app).await;
     let nobody = tracking_id(&rcdp.register("access", "gcrid", "GCR-9999", "t1").await);
@@ -364,7 +371,11 @@ async fn nothing_found_is_said_and_a_database_of_other_tenants_is_never_read() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert_eq!(leads(&after), leads(&before), "t1 does not reach the dialer");
+    assert_eq!(
+        leads(&after),
+        leads(&before),
+        "t1 does not reach the dialer"
+    );
     let status = rcdp.status(john, "t1").await;
     let result: &Value = &status["data"]["result"];
     assert!(result["deleted"].get("dialer.leads").is_none(), "{status}");
@@ -372,7 +383,11 @@ async fn nothing_found_is_said_and_a_database_of_other_tenants_is_never_read() {
     let t2 = tracking_id(&rcdp.register("access", "gcrid", "GCR-1003", "t2").await);
     completed(&app, t2).await;
     let files = unzip(&archive(exports.path(), t2));
-    assert_eq!(files["dialer.leads.csv"].lines().count(), 2, "t2 reaches it");
+    assert_eq!(
+        files["dialer.leads.csv"].lines().count(),
+        2,
+        "t2 reaches it"
+    );
     app.stop().await;
     demo.drop().await;
 }
@@ -394,7 +409,10 @@ async fn a_row_put_back_by_a_trigger_fails_the_forget_as_incomplete_until_a_retr
     let summary = ended(&app, forget).await;
     assert_eq!(summary.status, RequestStatus::Failed, "{summary:?}");
     let status = rcdp.status(forget, "t1").await;
-    assert_eq!(status["data"]["errorCode"], "erasure_incomplete", "{status}");
+    assert_eq!(
+        status["data"]["errorCode"], "erasure_incomplete",
+        "{status}"
+    );
     let error = status["data"]["error"].as_str().unwrap();
     assert!(error.contains("crm.customers"), "{error}");
 
@@ -410,7 +428,10 @@ async fn a_row_put_back_by_a_trigger_fails_the_forget_as_incomplete_until_a_retr
     let after = dump(&demo).await;
     assert!(!after.iter().any(|r| r.contains("John Smith")), "{after:?}");
     let status = rcdp.status(forget, "t1").await;
-    assert_eq!(status["data"]["result"]["verified"]["crm"], true, "{status}");
+    assert_eq!(
+        status["data"]["result"]["verified"]["crm"], true,
+        "{status}"
+    );
     app.stop().await;
     demo.drop().await;
 }
