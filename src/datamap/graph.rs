@@ -153,15 +153,19 @@ tables:
                 "table a.x: match type \"phone\" is not one of",
             ),
             (
-                "match: { email: \"e; drop\" }",
-                "table a.x: match column \"e; drop\"",
+                "match: { email: \"e/drop\" }",
+                "table a.x: match column \"e/drop\": a name must not",
+            ),
+            (
+                "match: { email: id }",
+                "table a.x: key column id is also a match column",
             ),
             (
                 "match: { email: e }\n    forget: erase",
                 "table a.x: forget \"erase\"",
             ),
             (
-                "match: { email: id }\n    personal: [id]",
+                "match: { email: e }\n    personal: [id]",
                 "table a.x: key column id cannot be personal",
             ),
         ];

@@ -135,10 +135,8 @@ fn table_ref(
             "table {text}: database {database} is not in `databases`"
         )));
     }
-    if table.is_empty() || !is_identifier(table) || database.is_empty() {
-        return Err(error(format!(
-            "table {text}: names must be letters, digits and _"
-        )));
+    if !is_name(table) {
+        return Err(error(format!("table {text}: {NAME_RULE}")));
     }
     Ok(TableRef {
         database: database.to_owned(),
@@ -146,21 +144,27 @@ fn table_ref(
     })
 }
 
-/// Names are spliced into SQL (quoted), so they are kept to plain identifiers.
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// What a table or column name may hold.
+const NAME_RULE: &str = "a name must not be empty nor hold a control character, / or \\";
+
+/// Table and column names are whatever the database allows (mixed case,
+/// spaces, quotes): they are spliced into SQL always quoted, a quote doubled.
+/// Not a control character (no database needs one, and a NUL ends a C
+/// string), and not `/` or `\`, which would make a path of the archive's
+/// `<database>.<table>.csv`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
 }
 
 fn column(table: &TableRef, what: &str, name: &str) -> Result<String, DataMapError> {
-    if is_identifier(name) {
+    if is_name(name) {
         Ok(name.to_owned())
     } else {
         Err(error(format!(
-            "table {table}: {what} column {name:?} must be letters, digits and _"
+            "table {table}: {what} column {name:?}: {NAME_RULE}"
         )))
     }
 }
@@ -188,6 +192,12 @@ fn table(
             )));
         };
         matches.insert(kind, column(&table, "match", col)?);
+    }
+    if let Some(both) = key.iter().find(|c| matches.values().any(|m| m == *c)) {
+        return Err(error(format!(
+            "table {table}: key column {both} is also a match column: the erasure \
+             ledger keeps keys, and would keep the customer's identifier"
+        )));
     }
     let via = match raw.via.len() {
         0 => None,

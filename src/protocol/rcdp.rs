@@ -37,7 +37,7 @@ pub fn normalize(kind: IdentifierType, value: &str) -> Result<String, &'static s
         IdentifierType::Email if !is_well_formed_email(value) => {
             Err("reqParamValue is not a well-formed email address.")
         }
-        IdentifierType::Email => Ok(value.to_lowercase()),
+        IdentifierType::Email => Ok(kind.normalize(value).unwrap_or_default()),
         IdentifierType::Mobile => {
             let digits: String = value.chars().filter(char::is_ascii_digit).collect();
             let allowed = value
@@ -49,8 +49,10 @@ pub fn normalize(kind: IdentifierType, value: &str) -> Result<String, &'static s
                 Err("reqParamValue is not a well-formed mobile number.")
             }
         }
+        // The one normalization (`IdentifierType::normalize`), so the blind
+        // index matches the one fulfilment computes from the rows it reads.
         IdentifierType::Account | IdentifierType::Gcrid | IdentifierType::Customer => {
-            Ok(value.to_owned())
+            Ok(kind.normalize(value).unwrap_or_default())
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The customer databases a data map names: connecting to them and checking
 //! the map against what they hold. The only module that runs SQL on the
 //! customer databases (the store runs it on the worker's own); it splices only
-//! names the data map has checked to be plain identifiers, always quoted, and
-//! binds every value.
+//! the data map's names, always quoted (a quote doubled), and binds every value.
 
 mod binds;
+mod catalog;
 mod connect;
 mod copy;
 mod erase;
@@ -123,9 +123,6 @@ pub struct Column {
     pub max_len: Option<usize>,
 }
 
-/// Row of the column queries: name, type, nullable, maximum length.
-type ColumnRow = (String, String, bool, Option<i32>);
-
 impl Targets {
     /// Checks every table and column the map names against the databases;
     /// returns each table's columns, in visiting order.
@@ -152,6 +149,7 @@ impl Targets {
                 let column = described.iter().find(|c| &c.name == name).expect("checked");
                 rewritable(table, column)?;
             }
+            self.key_is_unique(table, &described).await?;
             if let ([key], Some(Pool::Postgres(_))) =
                 (table.key.as_slice(), self.pools.get(&table.table.database))
             {
@@ -195,47 +193,6 @@ impl Targets {
             }
         }
         Ok(found)
-    }
-
-    /// A table's columns, in order; empty when there is no such table.
-    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>, TargetError> {
-        const PG: &str = "SELECT column_name::text, udt_name::text, is_nullable = 'YES', \
-            CAST(character_maximum_length AS INTEGER) FROM information_schema.columns \
-            WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
-        const SQLITE: &str = "SELECT name, type, \"notnull\" = 0, CAST(NULL AS INTEGER) \
-            FROM pragma_table_info($1) ORDER BY cid";
-        let database = &table.database;
-        let fail = |source| classify(database, source);
-        let (rows, text): (Vec<ColumnRow>, fn(&str) -> bool) = match self.pool(database)? {
-            Pool::Postgres(pool) => {
-                let rows = sqlx::query_as(PG).bind(&table.table).fetch_all(pool).await;
-                (rows.map_err(fail)?, |t| {
-                    matches!(t, "text" | "varchar" | "bpchar" | "citext" | "name")
-                })
-            }
-            Pool::Sqlite(pool) => {
-                let rows = sqlx::query_as(SQLITE)
-                    .bind(&table.table)
-                    .fetch_all(pool)
-                    .await;
-                // SQLite's affinity rules: TEXT for a type naming CHAR, CLOB or
-                // TEXT; none at all holds text as well.
-                (rows.map_err(fail)?, |t| {
-                    let t = t.to_ascii_uppercase();
-                    t.is_empty() || ["CHAR", "CLOB", "TEXT"].iter().any(|w| t.contains(w))
-                })
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(name, sql_type, nullable, max_len)| Column {
-                text: text(&sql_type),
-                name,
-                sql_type,
-                nullable,
-                max_len: max_len.and_then(|n| usize::try_from(n).ok()),
-            })
-            .collect())
     }
 
     /// What a WHERE clause on `table` needs to know of its database.

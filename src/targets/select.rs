@@ -67,9 +67,10 @@ impl Selection {
     }
 }
 
-/// A name spliced into SQL, quoted.
+/// A name spliced into SQL, quoted, a quote in it doubled: any name the
+/// database allows.
 pub(super) fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What the SQL of a customer database can say.

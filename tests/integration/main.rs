@@ -21,6 +21,7 @@ mod keys;
 mod ledger_batches;
 mod lifecycle;
 mod logs;
+mod names;
 mod observability;
 mod process;
 mod protocol;
