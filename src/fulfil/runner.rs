@@ -142,6 +142,11 @@ impl Runner {
         if matches!(outcome, Err(FulfilError::LostLease)) {
             return Ok(Ran::LostLease(id));
         }
+        if let Err(FulfilError::Target(error)) = &outcome {
+            // What the database answered, so an operator can tell a refusal
+            // from a bug (its code and message, never its detail).
+            warn!(request = id, attempt = lease.attempt, error = %error.diagnosis(), "a customer database failed");
+        }
         let attempts = i64::from(self.settings.attempts);
         // Each end of the attempt is a fenced write: false means the lease was
         // lost meanwhile (taken over, or the request revoked), and nothing is written.

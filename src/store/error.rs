@@ -50,13 +50,14 @@ impl StoreError {
 
 /// PostgreSQL SQLSTATEs that mean "try again": connection exceptions (08),
 /// serialization failure and deadlock (40001, 40P01), insufficient resources (53),
-/// lock not available (55P03), shutdown and start-up (57P01..57P03).
+/// lock not available (55P03), a statement cancelled or timed out (57014),
+/// shutdown and start-up (57P01..57P03), read-only during a failover (25006).
 fn postgres_transient(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || matches!(
             code,
-            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+            "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "25006"
         )
 }
 
@@ -67,32 +68,40 @@ fn sqlite_transient(code: &str) -> bool {
         .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
+/// Whether a database error means "try again": the database unreachable,
+/// restarting, busy, locked, out of resources, a deadlock, a serialization
+/// failure or a timeout. The one classification, for the worker's store and
+/// the customer databases alike (`targets` asks it too).
+pub fn is_transient_sqlx(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        E::Io(_)
+        | E::Tls(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed
+        | E::Protocol(_) => true,
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // The code spaces overlap (PostgreSQL's 22021 reads as SQLite's 5
+            // once masked), so ask which backend raised it.
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_transient(&code)
+            } else {
+                postgres_transient(&code)
+            }
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        use sqlx::Error as E;
+        if is_transient_sqlx(&error) {
+            return Self::Unavailable(error);
+        }
         match &error {
-            E::Io(_)
-            | E::Tls(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::Protocol(_) => Self::Unavailable(error),
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // The code spaces overlap (PostgreSQL's 22021 reads as SQLite's 5
-                // once masked), so ask which backend raised it.
-                let transient = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                    sqlite_transient(&code)
-                } else {
-                    postgres_transient(&code)
-                };
-                if transient {
-                    Self::Unavailable(error)
-                } else {
-                    Self::Rejected(error)
-                }
-            }
-            E::Configuration(_) => Self::Configuration(error),
+            sqlx::Error::Configuration(_) => Self::Configuration(error),
             _ => Self::Rejected(error),
         }
     }

@@ -30,7 +30,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use connect::StoreSettings;
 pub use erasure::{Discovery, FoundRows, LedgerEntry, RelatedRequest};
-pub use error::StoreError;
+pub use error::{StoreError, is_transient_sqlx};
 pub use gauges::StoreGauges;
 pub use jobs::{Claimed, Lease, StatusChange, Timing};
 pub use keys::SampleIdentifier;

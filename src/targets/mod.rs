@@ -260,17 +260,40 @@ fn rewritable(table: &TableMap, column: &Column) -> Result<(), TargetError> {
     }
 }
 
-/// A driver error, classified: unreachable or busy is transient.
+/// A driver error, classified once, the way the worker's store classifies
+/// its own (`store::is_transient_sqlx`): unreachable, restarting, busy,
+/// locked, a deadlock or a timeout is transient; anything else a refusal.
 fn classify(database: &str, source: sqlx::Error) -> TargetError {
-    use sqlx::Error as E;
     let database = database.to_owned();
-    match &source {
-        E::Io(_)
-        | E::Tls(_)
-        | E::PoolTimedOut
-        | E::PoolClosed
-        | E::WorkerCrashed
-        | E::Protocol(_) => TargetError::Unavailable { database, source },
-        _ => TargetError::Rejected { database, source },
+    if crate::store::is_transient_sqlx(&source) {
+        TargetError::Unavailable { database, source }
+    } else {
+        TargetError::Rejected { database, source }
+    }
+}
+
+impl TargetError {
+    /// For an operator's log: the database's code and message (never its
+    /// detail, which can quote values; a message names constraints, columns
+    /// and relations, but a data exception's quotes its value: left out).
+    pub fn diagnosis(&self) -> String {
+        match self {
+            Self::Unavailable { database, source } | Self::Rejected { database, source } => {
+                match source {
+                    sqlx::Error::Database(db) => {
+                        let code = db.code().unwrap_or_default();
+                        // A data exception's message (class 22: `invalid input
+                        // syntax for type integer: "…"`) quotes the value.
+                        let message = match code.starts_with("22") {
+                            true => "(a data exception; its message may quote a value)",
+                            false => db.message(),
+                        };
+                        format!("database {database}: code {code}: {message}")
+                    }
+                    other => format!("database {database}: {other}"),
+                }
+            }
+            other => other.to_string(),
+        }
     }
 }

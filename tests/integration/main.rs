@@ -29,3 +29,4 @@ mod proxy;
 mod s3;
 mod schemas;
 mod takeover;
+mod target_faults;
