@@ -93,7 +93,7 @@ impl DemoDatabases {
     }
 }
 
-async fn datamap_check(map: &Path, crm_url: &str) -> (bool, String) {
+pub async fn datamap_check(map: &Path, crm_url: &str) -> (bool, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
         .args(["datamap", "check", "--datamap"])
         .arg(map)

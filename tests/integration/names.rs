@@ -7,7 +7,7 @@
 use sqlx::Connection as _;
 
 use crate::access::{archive, completed, exporting, unzip};
-use crate::datamap::DemoDatabases;
+use crate::datamap::{DemoDatabases, datamap_check};
 use crate::helpers::Backend;
 use crate::lifecycle::{Rcdp, tracking_id};
 
@@ -46,14 +46,8 @@ async fn tables_and_columns_with_spaces_capitals_and_quotes_are_checked_exported
     .await
     .unwrap();
     let map = demo.inline_datamap(&demo.crm_url, |m| m + TABLES);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
-        .args(["datamap", "check", "--datamap"])
-        .arg(&map)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{said}");
+    let (ok, said) = datamap_check(&map, &demo.crm_url).await;
+    assert!(ok, "{said}");
     assert!(said.contains("crm.Call Notes"), "{said}");
 
     let (app, exports) = exporting(Backend::Sqlite, &map).await;
@@ -135,17 +129,8 @@ async fn a_key_that_is_not_unique_or_may_be_null_or_is_an_identifier_is_refused_
         ),
     ] {
         let map = demo.inline_datamap(&demo.crm_url, |m| m + &format!("  - table: {table}\n"));
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-worker"))
-            .args(["datamap", "check", "--datamap"])
-            .arg(&map)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success() && said.contains(expected),
-            "{table}: {said}"
-        );
+        let (ok, said) = datamap_check(&map, &demo.crm_url).await;
+        assert!(!ok && said.contains(expected), "{table}: {said}");
     }
     demo.drop().await;
 }

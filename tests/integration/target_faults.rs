@@ -43,9 +43,7 @@ async fn a_sqlite_customer_database_locked_past_its_busy_timeout_is_retried_unti
     assert_eq!(leads, 0, "Ahmed's lead is deleted once the lock is gone");
     let reasons = crate::helpers::audit_reasons(&app.store, forget).await;
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("attempt 2")),
+        reasons.iter().any(|r| r.starts_with("attempt 2")),
         "the first attempt was retried: {reasons:?}"
     );
     dialer.close().await.unwrap();
