@@ -157,6 +157,7 @@ async fn start_and_run(
         topology: settings.intake.topology.clone(),
         source: settings.intake.reply_source.clone(),
         session: health.session(Session::Relay),
+        keys: keys.clone(),
     };
 
     let subsystems = Subsystems::new(stop.clone());

@@ -3,8 +3,11 @@
 //! `LCM.Webservice.GdprRequestStatusChanged`, each published with a confirm and
 //! only then marked published. A crash between the two publishes it again, so a
 //! consumer may see an announcement twice, never none. Several instances may run
-//! it; they may publish the same change twice, which is the same promise.
+//! it; they may publish the same change twice, which is the same promise. The
+//! outbox holds the request's tenant; the announcement names it by its opaque
+//! id (`Keys::tenant_id`), since the tenant_hash is what a status query needs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
@@ -12,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::amqp::{AmqpError, Broker, Outgoing, Topology};
+use crate::crypto::Keys;
 use crate::health::SessionHealth;
 use crate::protocol::StatusChanged;
 use crate::session::{self, SessionEnd};
@@ -34,6 +38,8 @@ pub struct Relay {
     pub source: String,
     /// Where the session's state is reported (readiness).
     pub session: SessionHealth,
+    /// The keys the tenant id is derived with.
+    pub keys: Arc<Keys>,
 }
 
 /// Runs the relay until `token` is cancelled.
@@ -77,11 +83,12 @@ async fn publish_changes(
             }
         }
         for change in changes {
+            let tenant = relay.keys.tenant_id(&change.tenant);
             let announced = StatusChanged {
                 tracking_id: change.request_id,
                 req_type: change.kind.as_str(),
                 request_status: change.status.as_str(),
-                tenant: &change.tenant,
+                tenant: &tenant,
                 updated_at: change
                     .changed_at
                     .to_rfc3339_opts(SecondsFormat::Millis, true),

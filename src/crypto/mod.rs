@@ -8,7 +8,9 @@
 //! is the pseudonym key ([`pseudonym`]), which keys the pseudonyms written into
 //! the customer databases and cannot rotate without breaking their joins. A key
 //! file written before pseudonyms existed has none and still loads: the worker
-//! runs, and a pseudonymization fails saying the key is missing. Each key has a check value ([`KeyCheck`]) that
+//! runs, and a pseudonymization fails saying the key is missing. The names the
+//! worker shows others (the tenant id of status events, the tag of an archive's
+//! name) are derived from the index key ([`derived`]). Each key has a check value ([`KeyCheck`]) that
 //! the store records, so a key file that is not the one the data was written
 //! with is refused at start ([`unrecorded_keys`]).
 
@@ -27,6 +29,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 mod check;
+pub mod derived;
 pub mod pseudonym;
 
 use check::{INDEX_KEY_ID, check_value};

@@ -72,7 +72,8 @@ pub struct StatusChanged<'a> {
     pub req_type: &'a str,
     /// The new status.
     pub request_status: &'a str,
-    /// The request's tenant.
+    /// The request's opaque tenant id (`Keys::tenant_id`), never the
+    /// tenant_hash that authorises status queries.
     pub tenant: &'a str,
     /// When it changed (RFC 3339, UTC).
     pub updated_at: String,

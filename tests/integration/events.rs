@@ -2,6 +2,8 @@
 //! fulfilment's start and end, each as an LCM GdprRequestStatusChanged envelope
 //! with the tracking id, kind, status, tenant and time, and nothing else (no
 //! identifier, no link); once announced, the outbox holds nothing unpublished.
+//! The tenant is an opaque id, not the tenant_hash that authorises status
+//! queries: the same for every request of a tenant, different for another.
 
 use std::time::Duration;
 
@@ -38,6 +40,11 @@ async fn every_announced_status_change_is_published_once_without_personal_data(b
         Some("t1"),
     )
     .await;
+    // A second request of the same tenant, revoked too.
+    let also_revoked = tracking_id(&rcdp.register("access", "gcrid", "G-1", "t1").await);
+    let body = json!({"reqType": "access", "reqParam": "gcrid", "reqSource": "crm"});
+    rcdp.call("RevokeGdprActions", body, Some("G-1"), Some("t1"))
+        .await;
     let fulfilled = tracking_id(&rcdp.register("access", "gcrid", "G-9", "t2").await);
     let now = Utc::now() + TimeDelta::seconds(1);
     let timing = privacy_worker::store::Timing {
@@ -54,27 +61,46 @@ async fn every_announced_status_change_is_published_once_without_personal_data(b
     assert_eq!(claimed.lease.request_id, fulfilled);
     assert!(app.store.complete(&claimed.lease, "{}").await.unwrap());
 
-    let got = events.take(3, Duration::from_secs(30)).await;
+    let got = events.take(4, Duration::from_secs(30)).await;
     let messages: Vec<serde_json::Value> = got.iter().map(|e| e.body["message"].clone()).collect();
-    let seen: Vec<(i64, &str, &str, &str)> = messages
+    let seen: Vec<(i64, &str, &str)> = messages
         .iter()
         .map(|m| {
             (
                 m["trackingId"].as_i64().unwrap(),
                 m["reqType"].as_str().unwrap(),
                 m["requestStatus"].as_str().unwrap(),
-                m["tenant"].as_str().unwrap(),
             )
         })
         .collect();
     assert_eq!(
         seen,
         [
-            (revoked, "access", "revoked", "t1"),
-            (fulfilled, "access", "in_progress", "t2"),
-            (fulfilled, "access", "completed", "t2"),
+            (revoked, "access", "revoked"),
+            (also_revoked, "access", "revoked"),
+            (fulfilled, "access", "in_progress"),
+            (fulfilled, "access", "completed"),
         ]
     );
+    // Who may ask for a request's status is not said on the bus: the tenant
+    // is an opaque id, stable per tenant, different across tenants.
+    let tenants: Vec<&str> = messages
+        .iter()
+        .map(|m| m["tenant"].as_str().unwrap())
+        .collect();
+    for tenant in &tenants {
+        for secret in ["t1", "t2", "default"] {
+            assert_ne!(*tenant, secret, "not the tenant_hash nor the LCM tenant");
+        }
+        let hex = tenant
+            .strip_prefix("tn-")
+            .unwrap_or_else(|| panic!("{tenant}"));
+        assert_eq!(hex.len(), 32, "{tenant}");
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{tenant}");
+    }
+    assert_eq!(tenants[0], tenants[1], "two requests of tenant t1");
+    assert_eq!(tenants[2], tenants[3], "tenant t2");
+    assert_ne!(tenants[0], tenants[2], "two tenants");
     for event in &got {
         assert_eq!(event.routing_key, "LCM.Webservice.GdprRequestStatusChanged");
         let errors: Vec<String> = STATUS_CHANGED
