@@ -1,7 +1,9 @@
 //! The access export: one CSV per table of the data map, named
 //! `<database>.<table>.csv`, with a header row of the table's columns and one
 //! row per row of the customer, and `manifest.json` beside them; stored as
-//! `privacy-export-<request id>.zip`.
+//! `privacy-export-<request id>-<tag>.zip`, the tag a keyed HMAC of the id
+//! (`Keys::archive_tag`), so no one who can list or guess names can fetch an
+//! archive, while a retry, a takeover and a forget compute the same name.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use super::FulfilError;
 use super::archive::{Archive, CHUNK};
 use super::exports::{Exports, Link};
 use super::resolve::Customer;
+use crate::crypto::Keys;
 use crate::datamap::DataMap;
 use crate::targets::{Cells, CsvPiece, Read, TableColumns, TargetError, Targets};
 
@@ -50,8 +53,18 @@ impl AccessResult {
     }
 }
 
-/// The name a request's archive is stored under.
-pub fn archive_name(request_id: i64) -> String {
+/// The name request `request_id`'s archive is stored under:
+/// `privacy-export-<id>-<32 hex digits>.zip`.
+pub fn archive_name(keys: &Keys, request_id: i64) -> String {
+    format!(
+        "privacy-export-{request_id}-{}.zip",
+        keys.archive_tag(request_id)
+    )
+}
+
+/// The name archives were stored under before names were keyed: a forget
+/// deletes this one too.
+pub fn guessable_archive_name(request_id: i64) -> String {
     format!("privacy-export-{request_id}.zip")
 }
 
@@ -64,6 +77,8 @@ pub struct Job<'a> {
     pub attempt: i64,
     /// Its tenant, for the manifest.
     pub tenant: &'a str,
+    /// The name its archive is stored under ([`archive_name`]).
+    pub archive: &'a str,
 }
 
 /// Exports the customer's rows of every table.
@@ -79,6 +94,7 @@ pub async fn export(
         request_id,
         attempt,
         tenant,
+        archive: name,
     } = job;
     let archive =
         Archive::create(&exports.spool, request_id, attempt).map_err(FulfilError::Archive)?;
@@ -118,9 +134,8 @@ pub async fn export(
         .await
         .map_err(FulfilError::Archive)?;
     let spooled = archive.finish().await.map_err(FulfilError::Archive)?;
-    let name = archive_name(request_id);
     let link = exports
-        .put(&name, &spooled)
+        .put(name, &spooled)
         .await
         .map_err(FulfilError::Storage)?;
     Ok(AccessResult {

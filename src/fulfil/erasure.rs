@@ -188,11 +188,19 @@ impl Runner {
         let verify = customer.as_ref().map(|(c, _)| c);
         let verified = self.apply(claimed, &discovery, saving, verify).await?;
         let started = std::time::Instant::now();
-        for id in &discovery.related {
-            self.exports
-                .delete(&access::archive_name(*id))
-                .await
-                .map_err(FulfilError::Storage)?;
+        // Each related request's archive, and one an older version stored
+        // under the guessable name.
+        for &id in &discovery.related {
+            let names = [
+                access::archive_name(&self.keys, id),
+                access::guessable_archive_name(id),
+            ];
+            for name in &names {
+                self.exports
+                    .delete(name)
+                    .await
+                    .map_err(FulfilError::Storage)?;
+            }
         }
         let shredded = self
             .store

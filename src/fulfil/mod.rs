@@ -15,6 +15,7 @@ mod verify;
 
 use thiserror::Error;
 
+pub use access::archive_name;
 pub use erasure::table_changes;
 pub use exports::Exports;
 pub use resolve::{Asked, Customer, Lookups, ResolveError, resolve};

@@ -203,10 +203,13 @@ impl Runner {
         claimed: &Claimed,
         customer: &Customer,
     ) -> Result<access::AccessResult, FulfilError> {
+        let id = claimed.lease.request_id;
+        let archive = access::archive_name(&self.keys, id);
         let job = access::Job {
-            request_id: claimed.lease.request_id,
+            request_id: id,
             attempt: claimed.lease.attempt,
             tenant: &claimed.tenant,
+            archive: &archive,
         };
         let result = access::export(
             &self.map,

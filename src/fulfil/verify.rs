@@ -24,26 +24,28 @@ pub(super) async fn no_residue(
     let identifiers: Vec<_> = customer.identifiers.iter().cloned().collect();
     let tables = runner.map.tables.iter();
     // The tables are counted side by side, as discovery reads them.
-    let counts = tables.filter(|t| t.table.database == database).map(|table| {
-        let keys: Vec<Vec<String>> = discovery
-            .rows
-            .iter()
-            .filter(|r| r.database == database && r.table == table.table.table)
-            .flat_map(|r| r.keys.iter().cloned())
-            .collect();
-        let selection = Selection {
-            probes: identifiers.clone(),
-            keys,
-            ..Selection::default()
-        };
-        async move {
-            let left = match table.forget {
-                Forget::Delete => runner.targets.count(table, &selection).await?,
-                Forget::Anonymize => runner.targets.count_personal(table, &selection).await?,
+    let counts = tables
+        .filter(|t| t.table.database == database)
+        .map(|table| {
+            let keys: Vec<Vec<String>> = discovery
+                .rows
+                .iter()
+                .filter(|r| r.database == database && r.table == table.table.table)
+                .flat_map(|r| r.keys.iter().cloned())
+                .collect();
+            let selection = Selection {
+                probes: identifiers.clone(),
+                keys,
+                ..Selection::default()
             };
-            Ok::<_, FulfilError>((table, left))
-        }
-    });
+            async move {
+                let left = match table.forget {
+                    Forget::Delete => runner.targets.count(table, &selection).await?,
+                    Forget::Anonymize => runner.targets.count_personal(table, &selection).await?,
+                };
+                Ok::<_, FulfilError>((table, left))
+            }
+        });
     let residual: Vec<String> = futures_util::future::try_join_all(counts)
         .await?
         .into_iter()

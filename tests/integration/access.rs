@@ -69,8 +69,36 @@ pub async fn exporting(backend: Backend, map: &Path) -> (TestApp, tempfile::Temp
     (app, exports)
 }
 
+/// Where request `id`'s archive is in `dir`: `privacy-export-<id>-<tag>.zip`,
+/// the tag 32 hex digits no one derives without the key (never the guessable
+/// `privacy-export-<id>.zip`); with no archive of the request, a path that
+/// does not exist.
 pub fn archive(dir: &Path, id: i64) -> PathBuf {
-    dir.join(format!("privacy-export-{id}.zip"))
+    let prefix = format!("privacy-export-{id}-");
+    assert!(
+        !dir.join(format!("privacy-export-{id}.zip")).exists(),
+        "request {id}'s archive has the guessable name"
+    );
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let tag = name.strip_prefix(&prefix)?.strip_suffix(".zip")?;
+            Some((tag.to_owned(), dir.join(&name)))
+        })
+        .map(|(tag, path)| {
+            assert!(
+                tag.len() == 32 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{}: the tag is not 128 bits of hex",
+                path.display()
+            );
+            path
+        })
+        .collect();
+    assert!(found.len() <= 1, "one archive per request: {found:?}");
+    found
+        .pop()
+        .unwrap_or_else(|| dir.join(format!("{prefix}none.zip")))
 }
 
 async fn access_requests_are_exported_as_one_zip_of_the_customer_s_rows(backend: Backend) {

@@ -130,12 +130,7 @@ async fn a_database_down_is_retried_then_failed_and_an_operator_retry_fulfils_it
         .expect("requests retry");
     assert!(said.contains("put back"), "{said}");
     assert_eq!(runner.try_execute_task().await.unwrap(), Ran::Completed(id));
-    assert!(
-        exports
-            .path()
-            .join(format!("privacy-export-{id}.zip"))
-            .exists()
-    );
+    assert!(crate::access::archive(exports.path(), id).exists());
     // A completed request cannot be put back.
     let again = privacy_worker::operator::run(&args)
         .await

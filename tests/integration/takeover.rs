@@ -113,12 +113,10 @@ async fn a_worker_killed_mid_export_is_taken_over_after_its_lease_and_one_comple
 
     let mut second = start(&app, &env);
     status_becomes(&app, id, RequestStatus::Completed, Duration::from_secs(90)).await;
-    assert_eq!(
-        archives(exports.path()),
-        [format!("privacy-export-{id}.zip")]
-    );
-    let file =
-        std::fs::File::open(exports.path().join(format!("privacy-export-{id}.zip"))).unwrap();
+    let archive = crate::access::archive(exports.path(), id);
+    let name = archive.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(archives(exports.path()), [name]);
+    let file = std::fs::File::open(archive).unwrap();
     let mut zip = zip::ZipArchive::new(file).unwrap();
     let mut text = String::new();
     std::io::Read::read_to_string(&mut zip.by_name("crm.calls.csv").unwrap(), &mut text).unwrap();
@@ -178,7 +176,10 @@ async fn two_workers_sharing_several_due_requests_fulfil_each_once_with_one_arch
     }
     let mut expected: Vec<String> = ids
         .iter()
-        .map(|id| format!("privacy-export-{id}.zip"))
+        .map(|&id| {
+            let archive = crate::access::archive(exports.path(), id);
+            archive.file_name().unwrap().to_str().unwrap().to_owned()
+        })
         .collect();
     expected.sort();
     assert_eq!(archives(exports.path()), expected);
